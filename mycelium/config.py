@@ -1,0 +1,74 @@
+"""Everything a node is told at start-up, in one frozen value (built by the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mycelium.learn.data import Partition
+from mycelium.learn.train import TrainSettings
+from mycelium.net.host import NetConfig
+from mycelium.net.records import Policy
+from mycelium.policy.groups import GroupRules
+from mycelium.policy.rounds import RoundTiming
+
+# per data set: the standard settings of the reference figures (see README)
+DEFAULT_TRAINING = {
+    "digits": TrainSettings(local_epochs=5, batch_size=32, lr=0.1),
+    "mnist": TrainSettings(local_epochs=1, batch_size=32, lr=0.05),
+}
+
+
+@dataclass(frozen=True)
+class LearnConfig:
+    dataset: str = "digits"
+    partition: Partition = Partition("dirichlet", alpha=0.5)
+    shard: int = 0
+    shards: int = 1
+    seed: int = 0
+    model: str = "mlp"
+    training: TrainSettings = DEFAULT_TRAINING["digits"]
+    aggregator: str = "fedavg"
+    codec: str = "fp32"
+    torch_threads: int = 1
+    inline_limit: int = 64 * 1024  # updates up to this size ride inside the gossip announcement
+
+
+@dataclass(frozen=True)
+class Timing:
+    heartbeat: float = 2.0
+    member_expiry: float = 12.0  # a member silent this long is dropped
+    record_ttl: float = 90.0  # expiry written into group records
+    republish: float = 15.0  # the leader rewrites the DHT record at least this often
+    index_refresh: float = 60.0
+    rounds: RoundTiming = field(default_factory=RoundTiming)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    data_dir: Path
+    identity: Path | None = None
+    net: NetConfig = field(default_factory=NetConfig)
+    task: str = "digits-mlp"
+    group: str = "auto"  # new | auto | none | <group id>
+    name: str = ""
+    capacity: int = 10
+    policy: Policy = Policy.OPEN
+    invite: bytes = b""
+    rounds: int = 0  # stop after this many rounds (0 = run until stopped)
+    min_members: int = 1  # before a group's first round, wait for this many members ...
+    min_members_timeout: float = 60.0  # ... but no longer than this
+    evaluate_every: int = 5
+    split: bool = True
+    rules: GroupRules = field(default_factory=GroupRules)
+    learn: LearnConfig = field(default_factory=LearnConfig)
+    timing: Timing = field(default_factory=Timing)
+    verbose: bool = False
+
+    @property
+    def identity_path(self) -> Path:
+        return self.identity or self.data_dir / "identity.key"
+
+    @property
+    def learns(self) -> bool:
+        return self.group != "none"

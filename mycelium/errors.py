@@ -1,0 +1,29 @@
+"""One exception hierarchy. Messages are written for the person running the command."""
+
+
+class MyceliumError(Exception):
+    """Base of every error Mycelium raises on purpose."""
+
+
+class ConfigError(MyceliumError):
+    """Bad command-line input or configuration; the CLI exits with code 2."""
+
+
+class IdentityError(MyceliumError):
+    """The identity key cannot be read or written."""
+
+
+class BootstrapError(MyceliumError):
+    """No bootstrap peer could be reached."""
+
+
+class InvalidMessage(MyceliumError):
+    """Bytes from the network that fail decoding, signature, size, expiry or schema checks."""
+
+
+class TransferError(MyceliumError):
+    """A model transfer failed (peer gone, hash mismatch, too large, timed out)."""
+
+
+class JoinRefused(MyceliumError):
+    """A group did not admit us; the message says why."""

@@ -1,0 +1,519 @@
+"""One membership in one group: heartbeats, membership records, admissions, and learning rounds.
+
+A `GroupSession` lives from joining (or creating) a group until leaving it. Inside it:
+- the topic task turns gossip into calls of `_on_message` (non-blocking bookkeeping only);
+- the heartbeat task tells the group we are alive, which round we are in and our model's hash;
+- the upkeep task drops silent members and, on the leader, rewrites the group record
+  (topic + DHT + task index) when membership changes or it is due;
+- the round loop trains, announces, collects, aggregates and evaluates, asking `between_rounds`
+  before each round whether the node wants to stop or move (migration, split, end of run).
+Decisions come from mycelium.policy; this module carries them out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import trio
+from libp2p.peer.id import ID
+
+from mycelium.context import NodeContext
+from mycelium.errors import InvalidMessage, TransferError
+from mycelium.learn import codec as tensor_codec
+from mycelium.learn.aggregate import aggregate, get_aggregator
+from mycelium.learn import Weights
+from mycelium.learn.train import update_vector
+from mycelium.net.gossip import Topic, discovery_topic, group_topic, run_topic
+from mycelium.net.records import GroupRecord, Member, Metrics, Policy, invite_problem, record_from_signed
+from mycelium.net.signing import Kind, Signed
+from mycelium.net.transfer import content_hash
+from mycelium.policy.admission import JoinCase, Verdict, decide_join, leader_of
+from mycelium.policy.rounds import Close, close_decision, wait_limit
+from mycelium.proto import mycelium_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+GROUP_KINDS = frozenset({Kind.MEMBER_HEARTBEAT, Kind.UPDATE_ANNOUNCE, Kind.GROUP_RECORD, Kind.MEMBER_LEFT})
+ROUNDS_BUFFERED = 3  # announcements kept for the current round and the next two
+POLL = 0.25
+
+
+@dataclass
+class MemberView:
+    last_seen: float
+    addrs: tuple[str, ...] = ()
+    round: int = -1
+    model_hash: bytes = b""
+    accuracy: float = float("nan")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    reason: str  # finished | migrate | split | evicted | dissolved
+    target: str | None = None
+    gain: float = 0.0
+
+
+@dataclass
+class RoundProgress:
+    """What the dashboard shows of the round in flight."""
+
+    round: int = 0
+    phase: str = "starting"
+    announced: set[ID] = field(default_factory=set)
+    contributed: set[ID] = field(default_factory=set)
+
+
+BetweenRounds = Callable[["GroupSession"], Awaitable[Outcome | None]]
+
+
+class GroupSession:
+    def __init__(
+        self, ctx: NodeContext, record: GroupRecord, model: Weights, round_number: int, created: bool
+    ) -> None:
+        self.ctx = ctx
+        self.record = record
+        self.model = model
+        self.model_hash = ctx.transfer.store.put(self._encode_model(model))
+        self.round = round_number
+        self.created = created
+        now = ctx.clock()
+        self.members: dict[ID, MemberView] = {m.peer_id: MemberView(last_seen=now) for m in record.members}
+        for member in record.members:
+            self._learn_addrs(member.peer_id, self.members[member.peer_id], member.addrs)
+        self.members[ctx.peer_id] = MemberView(last_seen=now, addrs=tuple(ctx.listen_addrs()))
+        self.joined_at: dict[ID, float] = {m.peer_id: m.joined_at for m in record.members}
+        self.announces: dict[int, dict[ID, pb.UpdateAnnounce]] = {}
+        self.contributions: dict[ID, tuple[Weights, int]] = {}
+        self.updates_of_last_round: dict[ID, np.ndarray] = {}
+        self.lateness: list[float] = []
+        self.progress = RoundProgress(round=round_number)
+        self.accuracy = float("nan")
+        self.loss = float("nan")
+        self.history: list[tuple[int, float]] = []
+        self._wake = trio.Event()
+        self._evicted = False
+        self._record_dirty = True
+        self._last_dht_put = 0.0
+        self._last_index = 0.0
+        self._dht_busy = False
+        self._admission = trio.Lock()
+        self._round_started_at = now
+        self._rounds_per_minute = 0.0
+        self.topic = Topic(
+            group_topic(record.group_id), ctx.stack.pubsub, ctx.key_pair, ctx.traffic, GROUP_KINDS
+        )
+
+    # --- views ----------------------------------------------------------------------------------
+
+    @property
+    def group_id(self) -> str:
+        return self.record.group_id
+
+    def live_members(self) -> frozenset[ID]:
+        horizon = self.ctx.clock() - self.ctx.config.timing.member_expiry
+        listed = self.record.member_ids | {self.ctx.peer_id}
+        return frozenset(
+            peer for peer in listed if peer == self.ctx.peer_id or self.members.get(peer, MemberView(0)).last_seen >= horizon
+        )
+
+    def leader(self) -> ID:
+        return leader_of(self.live_members())
+
+    def is_leader(self) -> bool:
+        return self.leader() == self.ctx.peer_id
+
+    # --- messages -------------------------------------------------------------------------------
+
+    def _on_message(self, signed: Signed) -> None:
+        author = signed.author
+        try:
+            if signed.kind == Kind.GROUP_RECORD:
+                self._on_record(record_from_signed(signed, self.ctx.clock()))
+                return
+            if author not in self.record.member_ids:
+                return  # not admitted (yet): heartbeats and updates of outsiders are ignored
+            view = self.members.setdefault(author, MemberView(last_seen=0.0))
+            view.last_seen = self.ctx.clock()
+            if signed.kind == Kind.MEMBER_HEARTBEAT:
+                beat = signed.decode(pb.MemberHeartbeat)
+                if beat.group_id == self.group_id:
+                    view.round, view.model_hash = beat.round, beat.model_hash
+                    view.accuracy = beat.metrics.accuracy
+                    self._learn_addrs(author, view, tuple(beat.addrs[:4]))
+            elif signed.kind == Kind.UPDATE_ANNOUNCE:
+                self._on_announce(author, signed.decode(pb.UpdateAnnounce))
+            elif signed.kind == Kind.MEMBER_LEFT:
+                if signed.decode(pb.MemberLeft).group_id == self.group_id:
+                    view.last_seen = 0.0
+                    self._record_dirty = True
+        except InvalidMessage as error:
+            log.debug("ignored %s from %s: %s", Kind.Name(signed.kind), author, error)
+        self._wake.set()
+
+    def _on_record(self, record: GroupRecord) -> None:
+        if record.group_id != self.group_id:
+            return
+        if (record.updated_at, record.version) <= (self.record.updated_at, self.record.version):
+            return
+        self.record = record
+        now = self.ctx.clock()
+        for member in record.members:
+            view = self.members.setdefault(member.peer_id, MemberView(last_seen=now))
+            if not view.addrs:
+                self._learn_addrs(member.peer_id, view, member.addrs)
+            self.joined_at.setdefault(member.peer_id, member.joined_at)
+        if self.ctx.peer_id not in record.member_ids:
+            self._evicted = True
+
+    def _learn_addrs(self, peer: ID, view: MemberView, addrs: tuple[str, ...]) -> None:
+        if addrs and addrs != view.addrs and peer != self.ctx.peer_id:
+            view.addrs = addrs
+            self.ctx.remember_addrs(peer, addrs)
+
+    def _on_announce(self, author: ID, announce: pb.UpdateAnnounce) -> None:
+        if announce.group_id != self.group_id or not self.round <= announce.round < self.round + ROUNDS_BUFFERED:
+            return
+        self.announces.setdefault(announce.round, {})[author] = announce
+        view = self.members[author]
+        view.round = max(view.round, announce.round)
+
+    # --- background tasks -----------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        while True:
+            beat = pb.MemberHeartbeat(
+                group_id=self.group_id,
+                round=self.round,
+                sent_at=self.ctx.clock(),
+                metrics=self._metrics().to_proto(),
+                model_hash=self.model_hash,
+                addrs=self.ctx.listen_addrs()[:4],
+            )
+            await self._publish(Kind.MEMBER_HEARTBEAT, beat)
+            await trio.sleep(self.ctx.config.timing.heartbeat)
+
+    async def _upkeep(self, nursery: trio.Nursery) -> None:
+        timing = self.ctx.config.timing
+        while True:
+            now = self.ctx.clock()
+            live = self.live_members()
+            if self.is_leader():
+                if set(self.record.member_ids) != set(live):
+                    self._record_dirty = True
+                if self._record_dirty or now - self.record.updated_at >= timing.republish:
+                    await self._publish_record(live)
+                if not self._dht_busy and now - self._last_dht_put >= timing.republish:
+                    self._dht_busy = True
+                    nursery.start_soon(self._write_dht, now - self._last_index >= timing.index_refresh)
+            await trio.sleep(timing.heartbeat / 2)
+
+    async def _publish_record(self, members: frozenset[ID]) -> None:
+        now = self.ctx.clock()
+        entries = tuple(
+            Member(
+                peer_id=peer,
+                joined_at=self.joined_at.get(peer, now),
+                last_seen=now if peer == self.ctx.peer_id else self.members[peer].last_seen,
+                addrs=self.members[peer].addrs[:4],
+            )
+            for peer in sorted(members, key=lambda p: p.to_bytes())
+        )
+        self.record = self.record.successor(
+            now,
+            self.ctx.config.timing.record_ttl,
+            members=entries,
+            round=self.round,
+            metrics=self._metrics(),
+            model_hash=self.model_hash,
+        )
+        self._record_dirty = False
+        await self._publish(Kind.GROUP_RECORD, self.record.to_proto())
+        await self.ctx.publish_discovery(self.record)
+
+    async def _write_dht(self, refresh_index: bool) -> None:
+        try:
+            await self.ctx.registry.put_group(self.record)
+            self._last_dht_put = self.ctx.clock()
+            if refresh_index:
+                await self.ctx.registry.advertise(self.record.task, [self.group_id])
+                self._last_index = self.ctx.clock()
+        finally:
+            self._dht_busy = False
+
+    async def _publish(self, kind: int, message: object) -> None:
+        try:
+            with trio.move_on_after(5):
+                await self.topic.publish(kind, message)
+        except Exception as error:  # noqa: BLE001 - a failed publish is retried by the next tick
+            log.debug("publish %s failed: %s", Kind.Name(kind), error)
+
+    def _metrics(self) -> Metrics:
+        accuracy = self.accuracy if np.isfinite(self.accuracy) else 0.0
+        loss = self.loss if np.isfinite(self.loss) else 0.0
+        return Metrics(
+            accuracy=accuracy,
+            loss=loss,
+            samples=len(self.ctx.learner.data.train),
+            rounds_per_minute=self._rounds_per_minute,
+        )
+
+    # --- admissions (called by the node's join handler) -----------------------------------------
+
+    async def admit(self, remote: ID, request: pb.JoinRequest) -> pb.JoinResponse:
+        async with self._admission:
+            now = self.ctx.clock()
+            live = self.live_members()
+            problem = None
+            if request.invite:
+                problem = invite_problem(request.invite, self.group_id, remote, live, now)
+            verdict = decide_join(
+                JoinCase(
+                    is_leader=self.is_leader(),
+                    already_member=remote in self.record.member_ids,
+                    fingerprint_matches=request.model_fingerprint == self.record.model_fingerprint,
+                    invite_only=self.record.policy is Policy.INVITE,
+                    invite_problem=problem,
+                    invite_presented=bool(request.invite),
+                    members=len(live),
+                    capacity=self.record.capacity,
+                )
+            )
+            if verdict is Verdict.REDIRECT:
+                leader = self.leader()
+                return pb.JoinResponse(
+                    status=pb.JoinResponse.REDIRECT,
+                    reason=verdict.value,
+                    leader=leader.to_bytes(),
+                    leader_addrs=list(self.members[leader].addrs),
+                )
+            if verdict in (Verdict.ADMIT, Verdict.ALREADY_MEMBER):
+                self.members[remote] = MemberView(last_seen=now)
+                self._learn_addrs(remote, self.members[remote], tuple(request.addrs[:4]))
+                self.joined_at.setdefault(remote, now)
+                await self._publish_record(live | {remote})
+                return pb.JoinResponse(
+                    status=pb.JoinResponse.ADMITTED, record=self.record.seal(self.ctx.key_pair)
+                )
+            status = pb.JoinResponse.FULL if verdict is Verdict.FULL else pb.JoinResponse.REFUSED
+            reason = verdict.value + (f": {problem}" if verdict is Verdict.BAD_INVITE else "")
+            return pb.JoinResponse(status=status, reason=reason)
+
+    # --- the session ----------------------------------------------------------------------------
+
+    async def run(self, between_rounds: BetweenRounds) -> Outcome:
+        """Take part in the group until the node leaves it; always says goodbye (bounded)."""
+        outcome = Outcome("shutdown")
+        try:
+            async with trio.open_nursery() as nursery:
+                ready = trio.Event()
+                nursery.start_soon(run_topic, self.topic, self._on_message, ready, self.ctx.peer_id)
+                await ready.wait()
+                nursery.start_soon(self._heartbeats)
+                nursery.start_soon(self._upkeep, nursery)
+                if len(self.record.members) > 1:
+                    await self._catch_up(wait=2 * self.ctx.config.timing.heartbeat)
+                outcome = await self._round_loop(between_rounds)
+                nursery.cancel_scope.cancel()
+        finally:
+            if outcome.reason != "evicted":
+                left = pb.MemberLeft(group_id=self.group_id, sent_at=self.ctx.clock(), reason=outcome.reason)
+                with trio.CancelScope(shield=True), trio.move_on_after(1.5):
+                    await self._publish(Kind.MEMBER_LEFT, left)
+        return outcome
+
+    async def _round_loop(self, between_rounds: BetweenRounds) -> Outcome:
+        while True:
+            if self._evicted:
+                return Outcome("evicted")
+            outcome = await between_rounds(self)
+            if outcome is not None:
+                return outcome
+            await self._run_round()
+            await self._catch_up(wait=0.0)
+
+    async def wait_for_members(self, count: int, timeout: float) -> None:
+        """Hold the first round until `count` members are live (bounded by `timeout`)."""
+        with trio.move_on_after(timeout):
+            while len(self.live_members()) < min(count, self.record.capacity):
+                self._wake = trio.Event()
+                with trio.move_on_after(POLL * 4):
+                    await self._wake.wait()
+        await self._catch_up(wait=0.0)
+
+    async def _catch_up(self, wait: float) -> None:
+        """Adopt the group's round and model when the others are ahead of us (newcomer, slow node)."""
+        with trio.move_on_after(wait):
+            while not any(v.round >= 0 for p, v in self.members.items() if p != self.ctx.peer_id):
+                self._wake = trio.Event()
+                await self._wake.wait()
+        ahead = [
+            (view.round, peer)
+            for peer, view in self.members.items()
+            if peer != self.ctx.peer_id and view.round > self.round and view.model_hash and peer in self.live_members()
+        ]
+        if not ahead:
+            return
+        target_round, peer = max(ahead, key=lambda item: (item[0], item[1].to_bytes()))
+        view = self.members[peer]
+        try:
+            blob = await self.ctx.fetch_blob(view.model_hash, None, [peer])
+            model = tensor_codec.decode(blob, self.ctx.learner.fingerprint, self.ctx.learner.shapes)
+        except (TransferError, InvalidMessage) as error:
+            log.info("could not adopt the group's model from %s: %s", peer, error)
+            return
+        log.info("catching up from round %d to %d", self.round, target_round)
+        self.model, self.model_hash = model, content_hash(blob)
+        self.ctx.transfer.store.put(blob)
+        self.round = target_round
+        self.announces = {r: a for r, a in self.announces.items() if r >= self.round}
+
+    def _encode_model(self, weights: Weights) -> bytes:
+        return tensor_codec.encode(weights, tensor_codec.CODECS["fp32"], self.ctx.learner.fingerprint)
+
+    async def _train(self) -> tuple[Weights, int, float]:
+        learner, settings, base, number = self.ctx.learner, self.ctx.config.learn.training, self.model, self.round
+
+        def work() -> tuple[Weights, int, float]:
+            learner.load(base)
+            result = learner.train(settings, number)
+            return learner.weights(), result.samples, result.loss
+
+        return await trio.to_thread.run_sync(work)
+
+    async def _run_round(self) -> None:
+        ctx, number = self.ctx, self.round
+        started = ctx.clock()
+        bytes_before = (ctx.traffic.bytes_in, ctx.traffic.bytes_out)
+        expected = frozenset(p for p in self.live_members() if self.joined_at.get(p, 0.0) <= started)
+        self.progress = RoundProgress(round=number, phase="training")
+        weights, samples, train_loss = await self._train()
+
+        codec = tensor_codec.get_codec(ctx.config.learn.codec)
+        blob = tensor_codec.encode(weights, codec, ctx.learner.fingerprint)
+        key = ctx.transfer.store.put(blob)
+        own = tensor_codec.decode(blob, ctx.learner.fingerprint, ctx.learner.shapes)
+        self.contributions = {ctx.peer_id: (own, samples)}
+        announce = pb.UpdateAnnounce(
+            group_id=self.group_id,
+            round=number,
+            samples=samples,
+            metrics=Metrics(accuracy=self._metrics().accuracy, loss=train_loss, samples=samples).to_proto(),
+            content_hash=key,
+            size=len(blob),
+            codec=codec.wire,
+            inline_blob=blob if len(blob) <= ctx.config.learn.inline_limit else b"",
+            model_fingerprint=ctx.learner.fingerprint,
+            base_hash=self.model_hash,
+            sent_at=ctx.clock(),
+        )
+        await self._publish(Kind.UPDATE_ANNOUNCE, announce)
+        announced_at = ctx.clock()
+        self.progress.phase = "collecting"
+        self.progress.announced = {ctx.peer_id}
+        self.progress.contributed = {ctx.peer_id}
+        decision, last_arrival = await self._collect(number, expected, announced_at)
+
+        self.progress.phase = "aggregating"
+        self.lateness.append(max(0.0, last_arrival - announced_at))
+        ordered = sorted(self.contributions.items(), key=lambda item: item[0].to_bytes())
+        rule = get_aggregator(ctx.config.learn.aggregator)
+        base = self.model
+        new_model = await trio.to_thread.run_sync(aggregate, rule, [c for _, c in ordered])
+        self.updates_of_last_round = {peer: update_vector(w, base) for peer, (w, _) in ordered}
+        model_blob = self._encode_model(new_model)
+        self.model, self.model_hash = new_model, ctx.transfer.store.put(model_blob)
+        self.round = number + 1
+        self.announces = {r: a for r, a in self.announces.items() if r >= self.round}
+
+        self.progress.phase = "evaluating"
+        learner, data = ctx.learner, ctx.learner.data
+        test = await trio.to_thread.run_sync(learner.evaluate, data.common_test, new_model)
+        local = await trio.to_thread.run_sync(learner.evaluate, data.test, new_model)
+        self.accuracy, self.loss = test.accuracy, test.loss
+        self.history.append((number, test.accuracy))
+        del self.history[:-500]
+        wall = ctx.clock() - started
+        self._rounds_per_minute = 60.0 / wall if wall > 0 else 0.0
+        ctx.events.emit(
+            "round",
+            group=self.group_id,
+            round=number,
+            members=len(self.live_members()),
+            contributors=len(ordered),
+            closed=decision.value,
+            accuracy=round(test.accuracy, 4),
+            loss=round(test.loss, 4),
+            local_accuracy=round(local.accuracy, 4),
+            train_loss=round(train_loss, 4),
+            bytes_in=ctx.traffic.bytes_in - bytes_before[0],
+            bytes_out=ctx.traffic.bytes_out - bytes_before[1],
+            update_bytes=len(blob),
+            wall_s=round(wall, 3),
+            model_hash=self.model_hash.hex()[:16],
+        )
+        self.progress.phase = "done"
+        ctx.checkpoint(self)
+
+    async def _collect(self, number: int, expected: frozenset[ID], announced_at: float) -> tuple[Close, float]:
+        """Fetch others' updates for round `number` until the round-closing policy says stop."""
+        timing = self.ctx.config.timing.rounds
+        limit = wait_limit(self.lateness, timing)
+        started: set[ID] = set()
+        last_arrival = announced_at
+
+        async def fetch(author: ID, announce: pb.UpdateAnnounce) -> None:
+            nonlocal last_arrival
+            try:
+                weights = await self._receive_update(author, announce)
+            except (TransferError, InvalidMessage) as error:
+                log.info("update of %s for round %d rejected: %s", author, number, error)
+                return
+            self.contributions[author] = (weights, int(announce.samples))
+            self.progress.contributed.add(author)
+            last_arrival = self.ctx.clock()
+            self._wake.set()
+
+        async with trio.open_nursery() as fetchers:
+            while True:
+                for author, announce in list(self.announces.get(number, {}).items()):
+                    if author not in started:
+                        started.add(author)
+                        self.progress.announced.add(author)
+                        fetchers.start_soon(fetch, author, announce)
+                live = self.live_members()
+                moved_on = any(v.round > number for p, v in self.members.items() if p in live and p != self.ctx.peer_id)
+                decision = close_decision(
+                    expected=expected & live | {self.ctx.peer_id},
+                    contributed=frozenset(self.contributions),
+                    live=live,
+                    waited=self.ctx.clock() - announced_at,
+                    limit=limit,
+                    timing=timing,
+                    group_moved_on=moved_on,
+                )
+                if decision is not Close.WAIT:
+                    break
+                self._wake = trio.Event()
+                with trio.move_on_after(POLL):
+                    await self._wake.wait()
+            fetchers.cancel_scope.cancel()
+        return decision, last_arrival
+
+    async def _receive_update(self, author: ID, announce: pb.UpdateAnnounce) -> Weights:
+        learner = self.ctx.learner
+        if announce.model_fingerprint != learner.fingerprint:
+            raise InvalidMessage(f"model fingerprint {announce.model_fingerprint} differs from ours")
+        if announce.inline_blob:
+            if content_hash(announce.inline_blob) != announce.content_hash:
+                raise InvalidMessage("inline update does not match its hash")
+            blob = announce.inline_blob
+            self.ctx.transfer.store.put(blob)
+        else:
+            holders = [author] + [p for p in self.live_members() if p not in (author, self.ctx.peer_id)]
+            blob = await self.ctx.fetch_blob(announce.content_hash, announce.size, holders)
+        return tensor_codec.decode(blob, learner.fingerprint, learner.shapes)

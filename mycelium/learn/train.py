@@ -1,0 +1,107 @@
+"""Local training and evaluation of one node's model on its private data.
+
+Blocking (torch): the node calls these through `trio.to_thread.run_sync`. torch's intra-op threads
+are capped (`limit_torch_threads`) so that N nodes on one machine do not oversubscribe its cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from mycelium.learn.data import NodeData, Split
+from mycelium.learn import Weights
+from mycelium.learn.models import build_model, fingerprint, get_weights, set_weights, shapes_of
+
+
+EVAL_BATCH = 2048
+
+
+def limit_torch_threads(threads: int) -> None:
+    torch.set_num_threads(max(1, threads))
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    local_epochs: int = 5
+    batch_size: int = 32
+    lr: float = 0.1
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    loss: float
+    samples: int
+
+
+class Learner:
+    """One model and the private data it trains on. Not thread-safe: one call at a time."""
+
+    def __init__(self, model_name: str, data: NodeData, seed: int) -> None:
+        self.model_name = model_name
+        self.data = data
+        # every node of a task starts from the same initial weights (seed 0 of the architecture):
+        # groups then begin from a common point, which FedAvg needs
+        self.model: nn.Module = build_model(model_name, data.input_side, seed=0)
+        self._seed = seed
+        initial = get_weights(self.model)
+        self.fingerprint = fingerprint(model_name, initial)
+        self.shapes = shapes_of(initial)
+
+    def weights(self) -> Weights:
+        return get_weights(self.model)
+
+    def load(self, weights: Weights) -> None:
+        set_weights(self.model, weights)
+
+    def initial_weights(self) -> Weights:
+        return get_weights(build_model(self.model_name, self.data.input_side, seed=0))
+
+    def train(self, settings: TrainSettings, round_number: int) -> Evaluation:
+        """`local_epochs` of SGD on the train split from the current weights; mean batch loss."""
+        split = self.data.train
+        generator = torch.Generator().manual_seed(hash((self._seed, round_number)) & 0x7FFFFFFF)
+        x = torch.from_numpy(split.x)
+        y = torch.from_numpy(split.y)
+        optimizer = torch.optim.SGD(self.model.parameters(), lr=settings.lr)
+        loss_fn = nn.CrossEntropyLoss()
+        self.model.train()
+        total, batches = 0.0, 0
+        for _ in range(settings.local_epochs):
+            order = torch.randperm(len(split), generator=generator)
+            for start in range(0, len(split), settings.batch_size):
+                batch = order[start : start + settings.batch_size]
+                optimizer.zero_grad()
+                loss = loss_fn(self.model(x[batch]), y[batch])
+                loss.backward()
+                optimizer.step()
+                total += loss.item()
+                batches += 1
+        return Evaluation(accuracy=float("nan"), loss=total / max(batches, 1), samples=len(split))
+
+    def evaluate(self, split: Split, weights: Weights | None = None) -> Evaluation:
+        """Accuracy and mean loss of the current weights, or of `weights` without keeping them."""
+        model = self.model
+        if weights is not None:
+            model = build_model(self.model_name, self.data.input_side, seed=0)
+            set_weights(model, weights)
+        model.eval()
+        loss_sum, correct = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(split), EVAL_BATCH):
+                x = torch.from_numpy(split.x[start : start + EVAL_BATCH])
+                y = torch.from_numpy(split.y[start : start + EVAL_BATCH])
+                logits = model(x)
+                loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+                correct += int((logits.argmax(dim=1) == y).sum())
+        count = max(len(split), 1)
+        return Evaluation(accuracy=correct / count, loss=loss_sum / count, samples=len(split))
+
+
+def update_vector(weights: Weights, base: Weights) -> np.ndarray:
+    """The flattened change from `base` to `weights` (used to compare members' updates)."""
+    return np.concatenate([(weights[k] - base[k]).ravel() for k in weights]).astype(np.float64)

@@ -1,0 +1,405 @@
+"""A learning node's life across groups: find or create a group, learn in it, move when it pays.
+
+`LearningPeer.run` loops: enter a group (create, join by id, resume from a checkpoint, or discover
+and choose), run a `GroupSession` until it ends, and decide from the outcome where to go next.
+Between rounds it asks the migration policy whether another group serves our data better.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from libp2p.peer.id import ID
+
+from mycelium.context import NodeContext
+from mycelium.errors import InvalidMessage, JoinRefused, TransferError
+from mycelium.group import GroupSession, Outcome
+from mycelium.learn import codec as tensor_codec
+from mycelium.learn import Weights
+from mycelium.net.gossip import run_topic
+from mycelium.net.join import request_join, serve_joins
+from mycelium.net.records import (
+    MAX_GROUP_RECORD_BYTES,
+    GroupRecord,
+    Member,
+    Metrics,
+    Policy,
+    group_id_for,
+    record_from_signed,
+)
+from mycelium.net.signing import Kind, Signed, open_envelope
+from mycelium.policy.admission import leader_of
+from mycelium.policy.groups import Candidate, MigrationState, choose_group, migration_step, worth_evaluating
+from mycelium.proto import mycelium_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+JOIN_ATTEMPTS = 5
+RETRY_DELAY = 2.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where to go next: create | join | auto | resume."""
+
+    action: str
+    group_id: str = ""
+    gain: float = 0.0
+    came_from: str = ""
+    state: dict[str, Any] | None = None
+    model: bytes = b""
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    """A candidate group as the dashboard shows it."""
+
+    group_id: str
+    members: int
+    advertised: float
+    measured: float
+
+
+class LearningPeer:
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.session: GroupSession | None = None
+        self.candidates: list[CandidateView] = []
+        self.migration = MigrationState()
+        self.rounds_done = 0
+        self.migrations = 0
+        self._session_rounds = 0
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        serve_joins(ctx.stack.host, ctx.key_pair, self._on_join_request)
+        ready = trio.Event()
+        ctx.stack.nursery.start_soon(run_topic, ctx.discovery, self._on_discovery, ready, ctx.peer_id)
+        await ready.wait()
+        plan = self._initial_plan()
+        while True:
+            session = await self._enter(plan)
+            self.session, self._session_rounds = session, 0
+            ctx.events.emit(
+                "joined",
+                group=session.group_id,
+                created=session.created,
+                members=len(session.record.members),
+                round=session.round,
+            )
+            if plan.action == "join" and plan.came_from:
+                self.migrations += 1
+                ctx.events.emit("migrated", **{"from": plan.came_from, "to": session.group_id, "gain": round(plan.gain, 4)})
+            outcome = Outcome("shutdown")
+            try:
+                outcome = await session.run(self._between_rounds)
+            finally:
+                self.session = None
+                ctx.events.emit("left", group=session.group_id, reason=outcome.reason)
+            if outcome.reason == "finished":
+                return
+            plan = self._next_plan(session, outcome)
+
+    def _initial_plan(self) -> Plan:
+        config = self.ctx.config
+        saved = self.ctx.load_checkpoint()
+        if saved is not None and config.group in ("auto", "new", saved[0]["group_id"]):
+            state, model = saved
+            return Plan("resume", group_id=state["group_id"], state=state, model=model)
+        if config.group == "new":
+            return Plan("create")
+        if config.group == "auto":
+            return Plan("auto")
+        return Plan("join", group_id=config.group)
+
+    def _next_plan(self, session: GroupSession, outcome: Outcome) -> Plan:
+        if outcome.reason == "migrate" and outcome.target:
+            return Plan("join", group_id=outcome.target, gain=outcome.gain, came_from=session.group_id)
+        if self.ctx.config.group in ("auto", "new"):
+            return Plan("auto")
+        return Plan("join", group_id=session.group_id)
+
+    async def _enter(self, plan: Plan) -> GroupSession:
+        if plan.action == "create":
+            return await self._create(self.ctx.learner.initial_weights(), 0)
+        if plan.action == "resume":
+            return await self._resume(plan)
+        if plan.action == "join":
+            try:
+                return await self._join_by_id(plan.group_id, attempts=JOIN_ATTEMPTS if not plan.came_from else 1)
+            except JoinRefused as error:
+                if self.ctx.config.group not in ("auto", "new"):
+                    raise
+                log.info("could not join %s: %s", plan.group_id, error)
+        return await self._discover_and_enter()
+
+    # --- creating and joining -------------------------------------------------------------------
+
+    async def _create(self, model: Weights, round_number: int) -> GroupSession:
+        ctx, config = self.ctx, self.ctx.config
+        now = ctx.clock()
+        nonce = os.urandom(16)
+        group_id = group_id_for(ctx.peer_id, nonce)
+        record = GroupRecord(
+            group_id=group_id,
+            task=config.task,
+            name=config.name or f"group-{group_id[:8]}",
+            model_fingerprint=ctx.learner.fingerprint,
+            policy=config.policy,
+            capacity=config.capacity,
+            round=round_number,
+            members=(Member(ctx.peer_id, now, now, tuple(ctx.listen_addrs()[:4])),),
+            metrics=Metrics(samples=len(ctx.learner.data.train)),
+            version=1,
+            updated_at=now,
+            expires_at=now + config.timing.record_ttl,
+            creator=ctx.peer_id,
+            nonce=nonce,
+        )
+        session = GroupSession(ctx, record, model, round_number, created=True)
+        await self._advertise(session)
+        return session
+
+    async def _advertise(self, session: GroupSession) -> None:
+        """Make a group we lead findable before telling anyone we are in it."""
+        ctx = self.ctx
+        session.record = session.record.successor(
+            ctx.clock(), ctx.config.timing.record_ttl, model_hash=session.model_hash
+        )
+        await ctx.registry.put_group(session.record)
+        await ctx.registry.advertise(session.record.task, [session.group_id])
+        await ctx.publish_discovery(session.record)
+
+    async def _resume(self, plan: Plan) -> GroupSession:
+        """Back after a restart: rejoin our group, or carry it on alone if nobody else answers."""
+        ctx, state = self.ctx, plan.state or {}
+        try:
+            model = tensor_codec.decode(plan.model, ctx.learner.fingerprint, ctx.learner.shapes)
+        except InvalidMessage:
+            ctx.forget_checkpoint()
+            return await self._enter(Plan("auto") if ctx.config.group != "new" else Plan("create"))
+        try:
+            return await self._join_by_id(plan.group_id, attempts=1)
+        except JoinRefused as error:
+            log.info("resuming group %s alone: %s", plan.group_id, error)
+        now = ctx.clock()
+        record = GroupRecord(
+            group_id=plan.group_id,
+            task=state["task"],
+            name=state["name"],
+            model_fingerprint=state["model_fingerprint"],
+            policy=Policy(state["policy"]),
+            capacity=int(state["capacity"]),
+            round=int(state["round"]),
+            members=(Member(ctx.peer_id, now, now, tuple(ctx.listen_addrs()[:4])),),
+            metrics=Metrics(samples=len(ctx.learner.data.train)),
+            version=1,
+            updated_at=now,
+            expires_at=now + ctx.config.timing.record_ttl,
+            creator=ID.from_base58(state["creator"]),
+            nonce=bytes.fromhex(state["nonce"]),
+        )
+        session = GroupSession(ctx, record, model, int(state["round"]), created=False)
+        await self._advertise(session)
+        return session
+
+    async def _join_by_id(self, group_id: str, attempts: int) -> GroupSession:
+        last: Exception = JoinRefused(f"group {group_id} not found in the DHT")
+        for attempt in range(attempts):
+            if attempt:
+                await trio.sleep(RETRY_DELAY)
+            record = await self.ctx.registry.get_group(group_id) or self.ctx.seen_groups.get(group_id)
+            if record is None or record.expires_at <= self.ctx.clock():
+                last = JoinRefused(f"group {group_id} not found in the DHT")
+                continue
+            try:
+                return await self._join(record)
+            except JoinRefused as error:
+                last = error
+                if "full" in str(error) or "invite" in str(error) or "fingerprint" in str(error):
+                    break
+        raise JoinRefused(str(last))
+
+    async def _join(self, record: GroupRecord) -> GroupSession:
+        admitted = await self._request_admission(record)
+        model, round_number = await self._group_model(admitted)
+        return GroupSession(self.ctx, admitted, model, round_number, created=False)
+
+    async def _request_admission(self, record: GroupRecord) -> GroupRecord:
+        ctx = self.ctx
+        others = [m for m in record.members if m.peer_id != ctx.peer_id]
+        if not others:
+            raise JoinRefused(f"group {record.group_id} lists no member to ask")
+        for member in others:
+            ctx.remember_addrs(member.peer_id, member.addrs)
+        first = leader_of(m.peer_id for m in others)
+        queue = [first] + sorted((m.peer_id for m in others if m.peer_id != first), key=lambda p: p.to_bytes())
+        asked: set[ID] = set()
+        request = pb.JoinRequest(
+            group_id=record.group_id,
+            model_fingerprint=ctx.learner.fingerprint,
+            invite=ctx.config.invite,
+            addrs=ctx.listen_addrs()[:4],
+            sent_at=ctx.clock(),
+        )
+        failures: list[str] = []
+        while queue:
+            member = queue.pop(0)
+            if member in asked:
+                continue
+            asked.add(member)
+            try:
+                _, response = await request_join(ctx.stack.host, ctx.key_pair, member, request)
+            except JoinRefused as error:
+                failures.append(str(error))
+                continue
+            if response.status == pb.JoinResponse.ADMITTED:
+                return self._admitted_record(response, record.group_id)
+            if response.status == pb.JoinResponse.REDIRECT:
+                leader = ID(response.leader)
+                ctx.remember_addrs(leader, response.leader_addrs)
+                queue.insert(0, leader)
+                continue
+            if response.status == pb.JoinResponse.FULL:
+                raise JoinRefused(f"group {record.group_id} is full")
+            raise JoinRefused(f"group {record.group_id} refused us: {response.reason}")
+        raise JoinRefused(f"no member of group {record.group_id} answered ({'; '.join(failures)[:300]})")
+
+    def _admitted_record(self, response: pb.JoinResponse, group_id: str) -> GroupRecord:
+        try:
+            signed = open_envelope(response.record, Kind.GROUP_RECORD, MAX_GROUP_RECORD_BYTES)
+            record = record_from_signed(signed, self.ctx.clock())
+        except InvalidMessage as error:
+            raise JoinRefused(f"admission carried an invalid record: {error}") from None
+        if record.group_id != group_id or self.ctx.peer_id not in record.member_ids:
+            raise JoinRefused("admission record does not list us")
+        return record
+
+    async def _group_model(self, record: GroupRecord) -> tuple[Weights, int]:
+        """The group's current model, or the initial one when it cannot be had (rounds catch up)."""
+        try:
+            return await self._fetch_group_model(record)
+        except (TransferError, InvalidMessage) as error:
+            log.info("group model unavailable (%s); the first round will catch up", error)
+            return self.ctx.learner.initial_weights(), record.round
+
+    async def _fetch_group_model(self, record: GroupRecord) -> tuple[Weights, int]:
+        """The model whose hash the record carries (initial weights for a group that has none yet)."""
+        learner = self.ctx.learner
+        if not record.model_hash:
+            return learner.initial_weights(), record.round
+        for member in record.members:
+            self.ctx.remember_addrs(member.peer_id, member.addrs)
+        holders = [m.peer_id for m in record.members if m.peer_id != self.ctx.peer_id]
+        blob = await self.ctx.fetch_blob(record.model_hash, None, holders)
+        return tensor_codec.decode(blob, learner.fingerprint, learner.shapes), record.round
+
+    async def _on_join_request(self, remote: ID, request: pb.JoinRequest) -> pb.JoinResponse:
+        session = self.session
+        if session is not None and request.group_id == session.group_id:
+            return await session.admit(remote, request)
+        return pb.JoinResponse(status=pb.JoinResponse.REFUSED, reason="we are not a member of that group")
+
+    def _on_discovery(self, signed: Signed) -> None:
+        try:
+            record = record_from_signed(signed, self.ctx.clock())
+        except InvalidMessage:
+            return
+        if record.task == self.ctx.config.task:
+            self.ctx.note_group(record)
+
+    # --- choosing a group -----------------------------------------------------------------------
+
+    async def _known_groups(self) -> list[GroupRecord]:
+        ctx = self.ctx
+        found = {r.group_id: r for r in await ctx.registry.list_groups(ctx.config.task)}
+        now = ctx.clock()
+        for record in list(ctx.seen_groups.values()):
+            known = found.get(record.group_id)
+            if record.expires_at > now and (known is None or record.updated_at > known.updated_at):
+                found[record.group_id] = record
+        return [r for r in found.values() if r.model_fingerprint == ctx.learner.fingerprint]
+
+    def _admits_us(self, record: GroupRecord) -> bool:
+        return record.policy is Policy.OPEN or bool(self.ctx.config.invite)
+
+    async def _evaluate(self, records: list[GroupRecord], exclude: str = "") -> list[Candidate]:
+        """Pull the most promising groups' models and score them on our validation split."""
+        ctx, rules = self.ctx, self.ctx.config.rules
+        hints = [
+            Candidate(r.group_id, len(r.members), r.capacity, r.metrics.accuracy, 0.0, self._admits_us(r))
+            for r in records
+            if r.group_id != exclude
+        ]
+        by_id = {r.group_id: r for r in records}
+        evaluated: list[Candidate] = []
+
+        async def score(group_id: str) -> None:
+            record = by_id[group_id]
+            try:
+                model, _ = await self._fetch_group_model(record)
+            except (TransferError, InvalidMessage) as error:
+                log.info("cannot evaluate group %s: %s", group_id, error)
+                return
+            result = await trio.to_thread.run_sync(ctx.learner.evaluate, ctx.learner.data.validation, model)
+            evaluated.append(
+                Candidate(group_id, len(record.members), record.capacity, record.metrics.accuracy, result.accuracy, self._admits_us(record))
+            )
+
+        async with trio.open_nursery() as nursery:
+            for group_id in worth_evaluating(hints, rules):
+                nursery.start_soon(score, group_id)
+        self.candidates = [
+            CandidateView(c.group_id, c.members, c.advertised_accuracy, c.measured_accuracy) for c in evaluated
+        ]
+        return evaluated
+
+    async def _discover_and_enter(self) -> GroupSession:
+        ctx = self.ctx
+        candidates = await self._evaluate(await self._known_groups())
+        tried: set[str] = set()
+        while True:
+            choice = choose_group([c for c in candidates if c.group_id not in tried], ctx.config.rules)
+            if choice is None:
+                return await self._create(ctx.learner.initial_weights(), 0)
+            tried.add(choice)
+            try:
+                return await self._join_by_id(choice, attempts=1)
+            except JoinRefused as error:
+                log.info("could not join %s: %s", choice, error)
+
+    # --- between rounds -------------------------------------------------------------------------
+
+    async def _between_rounds(self, session: GroupSession) -> Outcome | None:
+        config = self.ctx.config
+        if self._session_rounds:
+            self.rounds_done += 1
+        self._session_rounds += 1
+        if config.rounds and self.rounds_done >= config.rounds:
+            return Outcome("finished")
+        if self._session_rounds == 1 and config.min_members > 1:
+            await session.wait_for_members(config.min_members, config.min_members_timeout)
+        periodic = config.evaluate_every and self.rounds_done and self.rounds_done % config.evaluate_every == 0
+        if config.group == "auto" and periodic and self._session_rounds > 1:
+            return await self._consider_migration(session)
+        return None
+
+    async def _consider_migration(self, session: GroupSession) -> Outcome | None:
+        ctx = self.ctx
+        own_score = await trio.to_thread.run_sync(ctx.learner.evaluate, ctx.learner.data.validation, session.model)
+        own = Candidate(
+            session.group_id, len(session.live_members()), session.record.capacity, session.accuracy, own_score.accuracy
+        )
+        candidates = await self._evaluate(await self._known_groups(), exclude=session.group_id)
+        decision = migration_step(self.migration, self.rounds_done, own, candidates, ctx.config.rules)
+        self.migration = decision.state
+        if decision.move_to is None:
+            return None
+        return Outcome("migrate", target=decision.move_to, gain=decision.gain)
+

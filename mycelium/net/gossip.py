@@ -1,0 +1,101 @@
+"""GossipSub topics carrying signed envelopes.
+
+Topics: `mycelium/group/<group_id>` (heartbeats, update announcements, membership records, leave
+notices) and `mycelium/<task>/groups` (group records as a discovery fast path).
+
+Each topic gets a validator that drops, before relaying, anything that is oversized, not a valid
+envelope of an allowed kind, or signed by someone other than the message's libp2p sender. Validators
+never raise (a raising validator tears down py-libp2p's pubsub service). A dedicated task drains the
+subscription (py-libp2p's queue holds 32 messages and drops the rest) into our handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+import trio
+from libp2p.crypto.keys import KeyPair
+from libp2p.peer.id import ID
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.pb import rpc_pb2
+
+from mycelium.errors import InvalidMessage
+from mycelium.net.signing import Signed, open_envelope, seal
+from mycelium.net.transfer import Traffic
+
+log = logging.getLogger(__name__)
+
+MAX_GOSSIP_BYTES = 768 * 1024  # under the 1 MiB RPC limit, with room for framing
+
+
+def group_topic(group_id: str) -> str:
+    return f"mycelium/group/{group_id}"
+
+
+def discovery_topic(task: str) -> str:
+    return f"mycelium/{task}/groups"
+
+
+def _open(message: rpc_pb2.Message, kinds: Collection[int], max_bytes: int) -> Signed:
+    signed = open_envelope(message.data, kinds, max_bytes)
+    if signed.author.to_bytes() != message.from_id:
+        raise InvalidMessage("envelope author differs from the gossip sender")
+    return signed
+
+
+@dataclass
+class Topic:
+    name: str
+    pubsub: Pubsub
+    key_pair: KeyPair
+    traffic: Traffic
+    kinds: frozenset[int]
+    max_bytes: int = MAX_GOSSIP_BYTES
+
+    async def publish(self, kind: int, message: object) -> None:
+        data = seal(self.key_pair, kind, message)  # type: ignore[arg-type]
+        if len(data) > self.max_bytes:
+            raise InvalidMessage(f"message of {len(data)} bytes is too large for gossip")
+        self.traffic.bytes_out += len(data)
+        await self.pubsub.publish(self.name, data)
+
+
+async def run_topic(
+    topic: Topic,
+    handle: Callable[[Signed], None],
+    ready: trio.Event,
+    own_id: ID,
+) -> None:
+    """Subscribe, deliver every valid message from others to `handle`, unsubscribe on cancel."""
+
+    def validate(_forwarder: ID, message: rpc_pb2.Message) -> bool:
+        try:
+            _open(message, topic.kinds, topic.max_bytes)
+            return True
+        except Exception:  # noqa: BLE001 - never raise inside a py-libp2p validator
+            return False
+
+    topic.pubsub.set_topic_validator(topic.name, validate, False)
+    subscription = await topic.pubsub.subscribe(topic.name)
+    ready.set()
+    try:
+        while True:
+            message = await subscription.get()
+            if message.from_id == own_id.to_bytes():
+                continue
+            try:
+                signed = _open(message, topic.kinds, topic.max_bytes)
+            except InvalidMessage as error:
+                log.debug("dropped message on %s: %s", topic.name, error)
+                continue
+            topic.traffic.bytes_in += len(message.data)
+            handle(signed)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            try:
+                await topic.pubsub.unsubscribe(topic.name)
+                topic.pubsub.remove_topic_validator(topic.name)
+            except Exception as error:  # noqa: BLE001 - shutting down
+                log.debug("unsubscribe %s: %s", topic.name, error)

@@ -1,0 +1,306 @@
+"""The libp2p stack of one peer: host (Noise + Yamux only), Kademlia DHT, GossipSub, bootstrap.
+
+`open_stack` is the only way to start it; leaving the context shuts everything down in an order
+that py-libp2p 0.8.1 survives (connections first, then services; see docs in the README).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+from libp2p.utils.address_validation import expand_wildcard_address
+
+from mycelium.errors import BootstrapError, ConfigError
+from mycelium.net.records import NAMESPACE
+from mycelium.net.registry import RecordValidator
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
+MAX_GOSSIP_RPC_BYTES = 1 << 20
+DIAL_TIMEOUT = 5.0
+DISCONNECT_TIMEOUT = 2.0
+SHUTDOWN_TIMEOUT = 3.0  # after disconnecting: stopping services and listeners
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    listen: tuple[multiaddr.Multiaddr, ...] = (multiaddr.Multiaddr(DEFAULT_LISTEN),)
+    bootstrap: tuple[multiaddr.Multiaddr, ...] = ()
+    announce: tuple[multiaddr.Multiaddr, ...] = ()
+    bootstrap_timeout: float = 30.0
+    # GossipSub's eclipse protection wants mesh peers from >= 3 IPs. Every loopback peer is one IP,
+    # so "auto" turns it off when all listen addresses are loopback and on otherwise.
+    ip_diversity: str = "auto"
+    gossip_heartbeat: float = 1.0
+
+    def ip_diversity_enabled(self) -> bool:
+        if self.ip_diversity == "auto":
+            return not all(_is_loopback(addr) for addr in self.listen)
+        return self.ip_diversity == "on"
+
+
+def parse_multiaddr(text: str, *, what: str, need_peer_id: bool = False) -> multiaddr.Multiaddr:
+    """Parse a multiaddr from user input; ConfigError with one clear line when malformed."""
+    try:
+        addr = multiaddr.Multiaddr(text)
+    except Exception as error:
+        raise ConfigError(f"{what} {text!r} is not a valid multiaddr: {error}") from None
+    if need_peer_id:
+        try:
+            info_from_p2p_addr(addr)
+        except Exception:
+            raise ConfigError(
+                f"{what} {text!r} must end with /p2p/<peer id>, "
+                "e.g. /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW..."
+            ) from None
+    return addr
+
+
+def _is_loopback(addr: multiaddr.Multiaddr) -> bool:
+    text = str(addr)
+    return text.startswith("/ip4/127.") or text.startswith("/ip6/::1/")
+
+
+def _announce_factory(
+    announce: Sequence[multiaddr.Multiaddr],
+) -> Callable[[list[multiaddr.Multiaddr]], list[multiaddr.Multiaddr]]:
+    """Advertise `announce` if given, else listen addresses with 0.0.0.0 expanded to interfaces."""
+
+    def factory(candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
+        if announce:
+            return list(announce)
+        result: list[multiaddr.Multiaddr] = []
+        for addr in candidates:
+            if str(addr).startswith("/ip4/0.0.0.0/"):
+                result.extend(a for a in expand_wildcard_address(addr) if str(a).startswith("/ip4/"))
+            else:
+                result.append(addr)
+        return list(dict.fromkeys(result))
+
+    return factory
+
+
+def build_host(key_pair: KeyPair, announce: Sequence[multiaddr.Multiaddr] = ()) -> IHost:
+    """A host that speaks Noise only (no plaintext, secio or TLS) and Yamux only."""
+    return new_host(
+        key_pair=key_pair,
+        sec_opt={
+            NOISE_PROTOCOL_ID: NoiseTransport(
+                key_pair, noise_privkey=create_x25519_key_pair().private_key
+            )
+        },
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        # one connection per peer also skips py-libp2p's fixed 250 ms happy-eyeballs wait
+        connection_config=ConnectionConfig(max_connections_per_peer=1, dial_timeout=DIAL_TIMEOUT),
+        addrs_factory=_announce_factory(announce),
+    )
+
+
+def describe_error(error: BaseException) -> str:
+    """The most specific message in an exception chain, on one line."""
+    messages: list[str] = []
+    seen: set[int] = set()
+    stack: list[BaseException] = [error]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        text = str(current).strip().splitlines()
+        if text:
+            messages.append(text[-1])
+        stack.extend(e for e in getattr(current, "errors", []) if isinstance(e, BaseException))
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    if isinstance(error, trio.TooSlowError):
+        return "no answer in time"
+    specific = [m for m in messages if "Failed to open" in m or "Errno" in m or "refused" in m]
+    return (specific or messages or [type(error).__name__])[-1]
+
+
+@dataclass
+class Stack:
+    """A running libp2p peer: what the rest of Mycelium uses of libp2p."""
+
+    host: IHost
+    dht: KadDHT
+    pubsub: Pubsub
+    gossipsub: GossipSub
+    config: NetConfig
+    nursery: trio.Nursery
+    bootstrap_failures: list[str] = field(default_factory=list)
+
+    @property
+    def peer_id(self) -> ID:
+        return self.host.get_id()
+
+    def listen_addrs(self) -> list[str]:
+        return [str(addr) for addr in self.host.get_addrs()]
+
+    def connected_peers(self) -> list[ID]:
+        return list(self.host.get_connected_peers())
+
+    async def connect(self, info: PeerInfo, timeout: float = DIAL_TIMEOUT) -> None:
+        self.host.get_network().unblock_peer(info.peer_id)  # forget earlier failures: retry now
+        with trio.fail_after(timeout):
+            await self.host.connect(info)
+        await self.dht.add_peer(info.peer_id)
+
+    async def bootstrap(self, on_failure: Callable[[str], None]) -> list[str]:
+        """Connect to the bootstrap peers, retrying with backoff until `bootstrap_timeout`.
+
+        Returns the addresses that answered. Raises BootstrapError naming each address and why it
+        failed when none did. Every failed attempt is reported through `on_failure`.
+        """
+        reached: list[str] = []
+        failures: dict[str, str] = {}
+        done = trio.Event()
+
+        async def dial(addr: multiaddr.Multiaddr) -> None:
+            info = info_from_p2p_addr(addr)
+            delay = 0.5
+            while True:
+                try:
+                    await self.connect(info)
+                except Exception as error:  # noqa: BLE001 - every dial failure is reported
+                    reason = describe_error(error)
+                    failures[str(addr)] = reason
+                    on_failure(f"bootstrap {addr} failed: {reason}; retrying in {delay:.1f} s")
+                    await trio.sleep(delay * random.uniform(0.8, 1.2))
+                    delay = min(delay * 2, 8.0)
+                    continue
+                reached.append(str(addr))
+                done.set()
+                return
+
+        with trio.move_on_after(self.config.bootstrap_timeout):
+            async with trio.open_nursery() as nursery:
+                for addr in self.config.bootstrap:
+                    nursery.start_soon(dial, addr)
+                await done.wait()
+                # the first success is enough to join; give the others a moment, then stop trying
+                with trio.move_on_after(1.0):
+                    while len(reached) < len(self.config.bootstrap):
+                        await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+        if not reached:
+            detail = "; ".join(f"{addr}: {reason}" for addr, reason in failures.items())
+            raise BootstrapError(
+                f"could not reach any bootstrap peer within {self.config.bootstrap_timeout:.0f} s"
+                f" ({detail or 'no attempt finished'})"
+            )
+        await self.fill_routing_table()
+        return reached
+
+    async def fill_routing_table(self) -> None:
+        """Add every connected peer to the routing table and look up our neighbourhood.
+
+        py-libp2p does not add connected peers to the table by itself, and multi-process DHT
+        operations are slow until tables are full (see README, measured figures).
+        """
+        for peer in self.connected_peers():
+            try:
+                await self.dht.add_peer(peer)
+            except Exception as error:  # noqa: BLE001 - a peer that vanished meanwhile
+                log.debug("add_peer %s: %s", peer, error)
+        with trio.move_on_after(20):
+            await self.dht.refresh_routing_table()
+
+    async def maintain_routing_table(self) -> None:
+        """Refill the routing table often at first, then every minute."""
+        for delay in (2, 4, 8, 15, 30):
+            await trio.sleep(delay)
+            await self.fill_routing_table()
+        while True:
+            await trio.sleep(60)
+            await self.fill_routing_table()
+
+
+def _silence_libp2p_logs(verbose: bool) -> None:
+    # py-libp2p logs expected events (every DHT stream end, refused dials) as warnings/errors
+    level = logging.DEBUG if verbose else logging.CRITICAL
+    logging.getLogger("libp2p").setLevel(level)
+
+
+@asynccontextmanager
+async def open_stack(
+    key_pair: KeyPair, config: NetConfig, verbose: bool = False, client: bool = False
+) -> AsyncIterator[Stack]:
+    """Start host, DHT and pubsub listening on `config.listen` (bootstrap is a separate step).
+
+    A `client` stack (used by one-shot commands) queries the DHT but does not serve it.
+    """
+    _silence_libp2p_logs(verbose)
+    host = build_host(key_pair, config.announce)
+    dht = KadDHT(host, DHTMode.CLIENT if client else DHTMode.SERVER)
+    dht.register_validator(NAMESPACE, RecordValidator())
+    gossipsub = GossipSub(
+        protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+        degree=6,
+        degree_low=4,
+        degree_high=12,
+        heartbeat_interval=config.gossip_heartbeat,  # type: ignore[arg-type]
+        adaptive_gossip_enabled=False,  # it would stretch the heartbeat to 30-60 s
+        spam_protection_enabled=True,
+        max_messages_per_topic_per_second=100.0,
+        eclipse_protection_enabled=config.ip_diversity_enabled(),
+    )
+    pubsub = Pubsub(host, gossipsub, max_inbound_rpc_size=MAX_GOSSIP_RPC_BYTES)
+    with trio.CancelScope() as shutdown:
+        async with AsyncExitStack() as services:
+            try:
+                await services.enter_async_context(host.run(list(config.listen)))
+            except Exception as error:  # noqa: BLE001 - e.g. address in use, unknown interface
+                raise ConfigError(
+                    f"cannot listen on {', '.join(map(str, config.listen))}: {describe_error(error)}"
+                ) from None
+            await services.enter_async_context(background_trio_service(dht))
+            await services.enter_async_context(background_trio_service(pubsub))
+            await services.enter_async_context(background_trio_service(gossipsub))
+            with trio.fail_after(10):
+                await pubsub.wait_until_ready()
+            async with trio.open_nursery() as nursery:
+                try:
+                    yield Stack(host, dht, pubsub, gossipsub, config, nursery)
+                finally:
+                    shutdown.deadline = trio.current_time() + SHUTDOWN_TIMEOUT
+                    nursery.cancel_scope.cancel()
+                    with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_TIMEOUT):
+                        await _disconnect_all(host)
+
+
+async def _disconnect_all(host: IHost) -> None:
+    # Closing connections before the pubsub service stops keeps py-libp2p from spawning a reader
+    # into a closed nursery ("Nursery is closed to new arrivals").
+    async def disconnect(peer: ID) -> None:
+        try:
+            await host.disconnect(peer)
+        except Exception as error:  # noqa: BLE001 - best effort on the way out
+            log.debug("disconnect %s: %s", peer, error)
+
+    async with trio.open_nursery() as nursery:
+        for peer in list(host.get_connected_peers()):
+            nursery.start_soon(disconnect, peer)
+

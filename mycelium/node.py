@@ -1,0 +1,135 @@
+"""One peer from start to stop: identity, libp2p stack, bootstrap, then learning or DHT service.
+
+The only place that wires net/, learn/ and policy/ together. A DHT-only peer (`--group none`, e.g.
+a bootstrap node) never imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from mycelium.config import NodeConfig
+from mycelium.errors import ConfigError
+from mycelium.events import EventLog
+from mycelium.net.host import Stack, open_stack
+from mycelium.net.identity import load_or_create_identity
+from mycelium.net.registry import Registry
+from mycelium.net.transfer import BlobStore, Traffic, TransferService
+
+if TYPE_CHECKING:
+    from mycelium.learning import LearningPeer
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 4.0
+
+
+def check_data_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"data dir {path} is not writable: {error.strerror}") from None
+
+
+class RunningNode:
+    """What the dashboard reads: the stack, and the learning peer when there is one."""
+
+    def __init__(self, config: NodeConfig, events: EventLog, stack: Stack, traffic: Traffic) -> None:
+        self.config = config
+        self.events = events
+        self.stack = stack
+        self.traffic = traffic
+        self.learning: LearningPeer | None = None
+
+
+async def _learning_peer(
+    config: NodeConfig, events: EventLog, stack: Stack, key_pair: object, traffic: Traffic, transfer: TransferService
+) -> LearningPeer:
+    # imported here: torch and the data sets load only on nodes that learn
+    from mycelium.context import NodeContext
+    from mycelium.learn.data import node_data
+    from mycelium.learn.train import Learner, limit_torch_threads
+    from mycelium.learning import LearningPeer
+    from mycelium.net.gossip import Topic, discovery_topic
+    from mycelium.net.signing import Kind
+
+    learn = config.learn
+    limit_torch_threads(learn.torch_threads)
+    data = await trio.to_thread.run_sync(
+        node_data, learn.dataset, learn.partition, learn.shard, learn.shards, learn.seed
+    )
+    learner = Learner(learn.model, data, seed=learn.seed * 1000 + learn.shard)
+    ctx = NodeContext(
+        config=config,
+        key_pair=key_pair,  # type: ignore[arg-type]
+        stack=stack,
+        registry=Registry(stack.dht, key_pair),  # type: ignore[arg-type]
+        transfer=transfer,
+        traffic=traffic,
+        events=events,
+        learner=learner,
+        discovery=Topic(
+            discovery_topic(config.task), stack.pubsub, key_pair, traffic, frozenset({Kind.GROUP_RECORD})  # type: ignore[arg-type]
+        ),
+    )
+    return LearningPeer(ctx)
+
+
+async def run_node(
+    config: NodeConfig, events: EventLog, on_start: Callable[[RunningNode], None] | None = None
+) -> None:
+    """Run until the configured rounds are done (learning nodes) or until cancelled."""
+    check_data_dir(config.data_dir)
+    key_pair = load_or_create_identity(config.identity_path)
+    async with open_stack(key_pair, config.net, config.verbose) as stack:
+        events.emit("listening", peer_id=str(stack.peer_id), addrs=stack.listen_addrs())
+        if config.net.bootstrap:
+
+            def report(message: str) -> None:
+                log.warning(message)
+                events.emit("bootstrap_retry", message=message)
+
+            reached = await stack.bootstrap(report)
+            events.emit("bootstrapped", peers=reached, routing_table=stack.dht.get_routing_table_size())
+        stack.nursery.start_soon(stack.maintain_routing_table)
+        traffic = Traffic()
+        transfer = TransferService(stack.host, BlobStore(), traffic)
+        node = RunningNode(config, events, stack, traffic)
+        if config.learns:
+            node.learning = await _learning_peer(config, events, stack, key_pair, traffic, transfer)
+        if on_start is not None:
+            on_start(node)
+        if node.learning is None:
+            await trio.sleep_forever()
+        await node.learning.run()
+        events.emit("finished", rounds=node.learning.rounds_done, migrations=node.learning.migrations)
+
+
+async def run_until_signalled(
+    config: NodeConfig, events: EventLog, on_start: Callable[[RunningNode], None] | None = None
+) -> None:
+    """`run_node`, stopped cleanly by SIGINT or SIGTERM (a second signal stops at once)."""
+    async with trio.open_nursery() as nursery:
+
+        async def watch_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    events.emit("stopping", signal=signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    return
+
+        async def node() -> None:
+            await run_node(config, events, on_start)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch_signals)
+        nursery.start_soon(node)
