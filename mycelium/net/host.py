@@ -276,6 +276,12 @@ async def open_stack(
                 raise ConfigError(
                     f"cannot listen on {', '.join(map(str, config.listen))}: {describe_error(error)}"
                 ) from None
+            if len(host.get_transport_addrs()) < len(config.listen):
+                # py-libp2p logs a failed bind and carries on without that address
+                raise ConfigError(
+                    f"cannot listen on {', '.join(map(str, config.listen))}: "
+                    "address already in use or not an address of this machine"
+                )
             await services.enter_async_context(background_trio_service(dht))
             await services.enter_async_context(background_trio_service(pubsub))
             await services.enter_async_context(background_trio_service(gossipsub))

@@ -1,0 +1,5 @@
+import sys
+
+from mycelium.cli import main
+
+sys.exit(main())
