@@ -1,0 +1,169 @@
+"""Pure decisions, as tables: closing rounds, admitting members, choosing and leaving groups."""
+
+from __future__ import annotations
+
+import pytest
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.id import ID
+
+from mycelium.policy.admission import JoinCase, Verdict, decide_join, leader_of
+from mycelium.policy.groups import (
+    Candidate,
+    GroupRules,
+    MigrationState,
+    choose_group,
+    is_credible,
+    migration_step,
+    worth_evaluating,
+)
+from mycelium.policy.rounds import Close, RoundTiming, close_decision, quorum_size, wait_limit
+
+T = RoundTiming(floor=3.0, ceiling=120.0, initial=15.0, factor=2.0, quorum=0.5)
+A, B, C, D = "a", "b", "c", "d"
+EVERYONE = frozenset({A, B, C, D})
+
+# expected, contributed, live, waited, limit, moved_on -> decision
+ROUND_CASES = [
+    ("everyone in", EVERYONE, EVERYONE, EVERYONE, 0.1, 10.0, False, Close.ALL_IN),
+    ("alone", frozenset({A}), frozenset({A}), frozenset({A}), 0.0, 10.0, False, Close.ALL_IN),
+    ("one missing, before deadline", EVERYONE, EVERYONE - {D}, EVERYONE, 5.0, 10.0, False, Close.WAIT),
+    ("one missing, after deadline, quorum", EVERYONE, EVERYONE - {D}, EVERYONE, 10.0, 10.0, False, Close.DEADLINE),
+    ("half in is a quorum", EVERYONE, frozenset({A, B}), EVERYONE, 11.0, 10.0, False, Close.DEADLINE),
+    ("below quorum after deadline keeps waiting", EVERYONE, frozenset({A}), EVERYONE, 11.0, 10.0, False, Close.WAIT),
+    ("below quorum, group moved on", EVERYONE, frozenset({A}), EVERYONE, 11.0, 10.0, True, Close.MOVED_ON),
+    ("moved on but before deadline", EVERYONE, frozenset({A}), EVERYONE, 2.0, 10.0, True, Close.WAIT),
+    ("dead member left the live set", EVERYONE - {D}, EVERYONE - {D}, EVERYONE - {D}, 1.0, 10.0, False, Close.ALL_IN),
+    ("ceiling ends any wait", EVERYONE, frozenset({A}), EVERYONE, 120.0, 10.0, False, Close.CEILING),
+    ("newcomer's update is a bonus", frozenset({A, B}), frozenset({A, B}), EVERYONE, 0.0, 10.0, False, Close.ALL_IN),
+]
+
+
+@pytest.mark.parametrize(("case", "expected", "contributed", "live", "waited", "limit", "moved", "decision"), ROUND_CASES)
+def test_round_closing(case, expected, contributed, live, waited, limit, moved, decision) -> None:  # type: ignore[no-untyped-def]
+    assert close_decision(expected, contributed, live, waited, limit, T, moved) is decision, case
+
+
+@pytest.mark.parametrize(
+    ("lateness", "limit"),
+    [([], 15.0), ([0.1, 0.2, 0.1], 3.0), ([4.0, 5.0, 6.0], 10.0), ([100.0], 120.0), ([9, 9, 9, 9, 9, 1, 1, 1, 1, 1], 3.0)],
+)
+def test_the_wait_adapts_to_recent_rounds_within_floor_and_ceiling(lateness: list[float], limit: float) -> None:
+    assert wait_limit(lateness, T) == limit
+
+
+@pytest.mark.parametrize(("live", "size"), [(1, 1), (2, 1), (3, 2), (4, 2), (10, 5), (0, 1)])
+def test_quorum_is_half_the_live_members_rounded_up(live: int, size: int) -> None:
+    assert quorum_size(live, 0.5) == size
+
+
+# --- admission -----------------------------------------------------------------------------------
+
+BASE = JoinCase(is_leader=True, already_member=False, fingerprint_matches=True, invite_only=False,
+                invite_problem=None, invite_presented=False, members=3, capacity=10)
+ADMISSION_CASES = [
+    ("open group with room", {}, Verdict.ADMIT),
+    ("full", {"members": 10}, Verdict.FULL),
+    ("not the leader", {"is_leader": False}, Verdict.REDIRECT),
+    ("other model", {"fingerprint_matches": False}, Verdict.WRONG_MODEL),
+    ("member asking again", {"already_member": True, "members": 10}, Verdict.ALREADY_MEMBER),
+    ("invite-only without invite", {"invite_only": True}, Verdict.NEEDS_INVITE),
+    ("invite-only, bad invite", {"invite_only": True, "invite_presented": True, "invite_problem": "expired"}, Verdict.BAD_INVITE),
+    ("invite-only, good invite", {"invite_only": True, "invite_presented": True}, Verdict.ADMIT),
+    ("invite-only, good invite, full", {"invite_only": True, "invite_presented": True, "members": 10}, Verdict.FULL),
+    ("invite-only asks a non-leader", {"invite_only": True, "is_leader": False}, Verdict.REDIRECT),
+]
+
+
+@pytest.mark.parametrize(("case", "changes", "verdict"), ADMISSION_CASES)
+def test_admission(case: str, changes: dict, verdict: Verdict) -> None:
+    from dataclasses import replace
+
+    assert decide_join(replace(BASE, **changes)) is verdict, case
+
+
+def test_every_member_computes_the_same_leader() -> None:
+    peers = [ID.from_pubkey(create_new_key_pair(bytes([i]) * 32).public_key) for i in range(1, 8)]
+    assert leader_of(peers) == leader_of(reversed(peers)) == min(peers, key=lambda p: p.to_bytes())
+
+
+# --- choosing and leaving groups -----------------------------------------------------------------
+
+R = GroupRules(credibility_slack=0.15, threshold=0.02, patience=2, cooldown_rounds=5, merge_tolerance=0.01)
+
+
+def cand(group: str, measured: float, advertised: float | None = None, members: int = 3, capacity: int = 10,
+         admits: bool = True) -> Candidate:
+    return Candidate(group, members, capacity, measured if advertised is None else advertised, measured, admits)
+
+
+def test_a_group_advertising_0_99_with_a_random_model_is_not_credible() -> None:
+    liar = cand("liar", measured=0.10, advertised=0.99)
+    assert not is_credible(liar, R)
+    assert choose_group([liar], R) is None
+    assert choose_group([liar, cand("honest", 0.60)], R) == "honest"
+
+
+def test_a_model_that_does_not_fit_our_data_is_not_credible() -> None:
+    other_kind = cand("rotated-elsewhere", measured=0.25, advertised=0.92)
+    same_kind = cand("ours", measured=0.90, advertised=0.92)
+    assert choose_group([other_kind, same_kind], R) == "ours"
+    assert choose_group([other_kind], R) is None  # create a group of our own kind
+
+
+def test_a_young_honest_group_is_joined() -> None:
+    assert choose_group([cand("young", measured=0.11, advertised=0.10, members=1)], R) == "young"
+
+
+def test_choose_skips_full_and_closed_groups_and_breaks_ties_by_size_then_id() -> None:
+    groups = [cand("full", 0.95, members=10), cand("closed", 0.95, admits=False),
+              cand("small", 0.80, members=2), cand("big", 0.80, members=6), cand("also-big", 0.80, members=6)]
+    assert choose_group(groups, R) == "also-big"
+
+
+def test_worth_evaluating_ranks_by_advertised_and_caps_the_work() -> None:
+    groups = [cand(f"g{i}", 0.0, advertised=i / 10) for i in range(8)] + [cand("full", 0, 0.99, members=10)]
+    assert worth_evaluating(groups, R) == ["g7", "g6", "g5", "g4"]
+
+
+OWN = cand("own", 0.80, members=4)
+
+
+def test_migration_needs_a_gain_on_consecutive_checks() -> None:
+    better = cand("better", 0.90)
+    first = migration_step(MigrationState(), 10, OWN, [better], R)
+    assert first.move_to is None and first.state.streak == 1
+    second = migration_step(first.state, 15, OWN, [better], R)
+    assert second.move_to == "better" and second.gain == pytest.approx(0.10)
+    assert second.state.last_move_round == 15 and second.state.streak == 0
+
+
+def test_migration_streak_resets_when_the_gain_disappears_or_the_target_changes() -> None:
+    first = migration_step(MigrationState(), 10, OWN, [cand("x", 0.9)], R)
+    assert migration_step(first.state, 15, OWN, [cand("x", 0.805)], R).state.streak == 0
+    assert migration_step(first.state, 15, OWN, [cand("y", 0.95)], R).move_to is None
+
+
+def test_migration_waits_out_the_cooldown_after_a_move() -> None:
+    state = MigrationState(target="better", streak=5, last_move_round=12)
+    assert migration_step(state, 14, OWN, [cand("better", 0.95)], R).move_to is None
+    assert migration_step(state, 17, OWN, [cand("better", 0.95)], R).move_to == "better"
+
+
+def test_migration_ignores_liars_full_groups_and_our_own_group() -> None:
+    lures = [cand("liar", 0.83, advertised=0.99, members=1), cand("full", 0.99, members=10), cand("own", 0.99)]
+    state = MigrationState(target="liar", streak=3)
+    decision = migration_step(state, 50, OWN, [*lures, cand("liar2", 0.5, advertised=0.99)], R)
+    assert decision.move_to is None
+
+
+def test_equal_groups_merge_one_way_only() -> None:
+    a, b = cand("a", 0.80, members=3), cand("b", 0.80, members=3)
+    state = MigrationState(target="a", streak=1)
+    assert migration_step(state, 20, b, [a], R).move_to == "a"  # b's members move to a (lower id) ...
+    assert migration_step(MigrationState(target="b", streak=1), 20, a, [b], R).move_to is None  # ... never back
+
+
+def test_small_groups_merge_into_a_bigger_equally_good_one() -> None:
+    small, big = cand("z", 0.80, members=2), cand("y", 0.795, members=6)
+    assert migration_step(MigrationState(target="y", streak=1), 20, small, [big], R).move_to == "y"
+    assert migration_step(MigrationState(target="z", streak=1), 20, big, [small], R).move_to is None

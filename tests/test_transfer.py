@@ -1,0 +1,142 @@
+"""The model pull protocol between real libp2p hosts (one process, loopback)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import AsyncExitStack
+
+import multiaddr
+import pytest
+import trio
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.peerinfo import info_from_p2p_addr
+
+from mycelium.errors import TransferError
+from mycelium.net import transfer
+from mycelium.net.framing import FrameReader, frame
+from mycelium.net.host import build_host
+from mycelium.net.transfer import BlobStore, Traffic, TransferService, content_hash
+from mycelium.proto import decode_exact
+from mycelium.proto import mycelium_pb2 as pb
+
+LOOPBACK = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+BLOB = os.urandom(5 * transfer.CHUNK_BYTES + 1234)
+
+
+class DiesHalfway(TransferService):
+    """Serves the first half of a blob, then vanishes (resets the stream)."""
+
+    async def _serve(self, stream):  # type: ignore[no-untyped-def]
+        request = decode_exact(pb.TransferRequest, await FrameReader(stream).read_frame(256))
+        data = self.store.get(request.content_hash)
+        assert data is not None
+        await stream.write(frame(pb.TransferResponse(status=pb.TransferResponse.OK, total_size=len(data)).SerializeToString()))
+        for offset in range(0, len(data) // 2, transfer.CHUNK_BYTES):
+            await stream.write(frame(pb.ModelChunk(offset=offset, data=data[offset : offset + transfer.CHUNK_BYTES]).SerializeToString()))
+            self._traffic.bytes_out += len(data[offset : offset + transfer.CHUNK_BYTES])
+        raise ConnectionResetError("serving peer died")
+
+
+class Corrupts(TransferService):
+    """Serves a blob with one flipped byte in a chunk."""
+
+    async def _serve(self, stream):  # type: ignore[no-untyped-def]
+        request = decode_exact(pb.TransferRequest, await FrameReader(stream).read_frame(256))
+        data = bytearray(self.store.get(request.content_hash) or b"")
+        data[len(data) // 3] ^= 0xFF
+        await stream.write(frame(pb.TransferResponse(status=pb.TransferResponse.OK, total_size=len(data)).SerializeToString()))
+        for offset in range(request.offset, len(data), transfer.CHUNK_BYTES):
+            await stream.write(frame(pb.ModelChunk(offset=offset, data=bytes(data[offset : offset + transfer.CHUNK_BYTES])).SerializeToString()))
+
+
+async def _hosts(stack: AsyncExitStack, kinds: list[type[TransferService]]):  # type: ignore[no-untyped-def]
+    services = []
+    for kind in kinds:
+        host = build_host(create_new_key_pair())
+        await stack.enter_async_context(host.run(LOOPBACK))
+        services.append((host, kind(host, BlobStore(), Traffic())))
+    puller_host, puller = services[-1]
+    for host, _ in services[:-1]:
+        await puller_host.connect(info_from_p2p_addr(host.get_addrs()[0]))
+    return services
+
+
+def run(kinds: list[type[TransferService]], scenario):  # type: ignore[no-untyped-def]
+    async def main():  # type: ignore[no-untyped-def]
+        async with AsyncExitStack() as stack:
+            services = await _hosts(stack, kinds)
+            with trio.fail_after(30):
+                return await scenario(services)
+
+    return trio.run(main)
+
+
+def test_a_blob_is_pulled_in_chunks_and_verified() -> None:
+    async def scenario(services):  # type: ignore[no-untyped-def]
+        (holder_host, holder), (_, puller) = services
+        key = holder.store.put(BLOB)
+        data = await puller.fetch(key, len(BLOB), [holder_host.get_id()])
+        return data, puller._traffic.bytes_in, key in puller.store
+
+    data, received, cached = run([TransferService, TransferService], scenario)
+    assert data == BLOB and received == len(BLOB) and cached
+
+
+def test_a_transfer_cut_halfway_resumes_from_another_holder_at_the_same_offset() -> None:
+    async def scenario(services):  # type: ignore[no-untyped-def]
+        (dying_host, dying), (honest_host, honest), (_, puller) = services
+        key = dying.store.put(BLOB)
+        honest.store.put(BLOB)
+        data = await puller.fetch(key, len(BLOB), [dying_host.get_id(), honest_host.get_id()])
+        return data, dying._traffic.bytes_out, honest._traffic.bytes_out
+
+    data, from_dying, from_honest = run([DiesHalfway, TransferService, TransferService], scenario)
+    assert data == BLOB
+    assert from_dying > 0 and from_dying + from_honest == len(BLOB), "the second holder served only the rest"
+
+
+def test_a_transfer_cut_halfway_with_no_other_holder_fails_cleanly() -> None:
+    async def scenario(services):  # type: ignore[no-untyped-def]
+        (dying_host, dying), (_, puller) = services
+        key = dying.store.put(BLOB)
+        with pytest.raises(TransferError, match="could not fetch"):
+            await puller.fetch(key, len(BLOB), [dying_host.get_id()])
+        return key in puller.store
+
+    assert run([DiesHalfway, TransferService], scenario) is False
+
+
+def test_a_chunk_with_wrong_content_is_rejected_and_another_holder_is_asked() -> None:
+    async def scenario(services):  # type: ignore[no-untyped-def]
+        (bad_host, bad), (good_host, good), (_, puller) = services
+        key = bad.store.put(BLOB)
+        good.store.put(BLOB)
+        with pytest.raises(TransferError, match="does not match its hash"):
+            await puller.fetch(key, len(BLOB), [bad_host.get_id()])
+        return await puller.fetch(key, len(BLOB), [bad_host.get_id(), good_host.get_id()])
+
+    assert run([Corrupts, TransferService, TransferService], scenario) == BLOB
+
+
+def test_unknown_content_oversized_and_mis_sized_requests_fail_cleanly() -> None:
+    async def scenario(services):  # type: ignore[no-untyped-def]
+        (holder_host, holder), (_, puller) = services
+        key = holder.store.put(BLOB)
+        peer = [holder_host.get_id()]
+        with pytest.raises(TransferError, match="not found"):
+            await puller.fetch(content_hash(b"nothing"), 10, peer)
+        with pytest.raises(TransferError, match="limit"):
+            await puller.fetch(key, transfer.MAX_BLOB_BYTES + 1, peer)
+        with pytest.raises(TransferError, match="offers"):
+            await puller.fetch(key, len(BLOB) - 1, peer)
+        return True
+
+    assert run([TransferService, TransferService], scenario)
+
+
+def test_the_blob_store_is_bounded() -> None:
+    store = BlobStore(max_blobs=3, max_bytes=10_000)
+    keys = [store.put(bytes([i]) * 100) for i in range(5)]
+    assert len(store) == 3 and keys[0] not in store and keys[-1] in store
+    big = store.put(b"x" * 9_950)  # over max_bytes with any other blob: the older ones go
+    assert big in store and len(store) == 1
