@@ -445,6 +445,7 @@ class GroupSession:
             round=number,
             members=len(self.live_members()),
             contributors=len(ordered),
+            peers=len(ctx.stack.connected_peers()),
             closed=decision.value,
             accuracy=round(test.accuracy, 4),
             loss=round(test.loss, 4),

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 JOIN_ATTEMPTS = 5
 RETRY_DELAY = 2.0
+DHT_LISTING_INTERVAL = 120.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,9 @@ class LearningPeer:
         self.migration = MigrationState()
         self.rounds_done = 0
         self.migrations = 0
-        self._session_rounds = 0
+        self._round_mark: int | None = None  # the session round up to which progress is counted
+        self._checked_at = 0  # rounds_done at the last migration check
+        self._last_dht_listing = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -85,7 +88,7 @@ class LearningPeer:
         plan = self._initial_plan()
         while True:
             session = await self._enter(plan)
-            self.session, self._session_rounds = session, 0
+            self.session, self._round_mark = session, None
             ctx.events.emit(
                 "joined",
                 group=session.group_id,
@@ -316,9 +319,13 @@ class LearningPeer:
 
     # --- choosing a group -----------------------------------------------------------------------
 
-    async def _known_groups(self) -> list[GroupRecord]:
+    async def _known_groups(self, ask_dht: bool = True) -> list[GroupRecord]:
+        """Groups of our task with our model: from the DHT and from the discovery topic."""
         ctx = self.ctx
-        found = {r.group_id: r for r in await ctx.registry.list_groups(ctx.config.task)}
+        found: dict[str, GroupRecord] = {}
+        if ask_dht:
+            found = {r.group_id: r for r in await ctx.registry.list_groups(ctx.config.task)}
+            self._last_dht_listing = ctx.clock()
         now = ctx.clock()
         for record in list(ctx.seen_groups.values()):
             known = found.get(record.group_id)
@@ -377,16 +384,21 @@ class LearningPeer:
     # --- between rounds -------------------------------------------------------------------------
 
     async def _between_rounds(self, session: GroupSession) -> Outcome | None:
+        """Before each round: count progress, stop when done, check other groups when due."""
         config = self.ctx.config
-        if self._session_rounds:
-            self.rounds_done += 1
-        self._session_rounds += 1
+        if self._round_mark is None:  # the session's first round
+            if config.min_members > 1:
+                await session.wait_for_members(config.min_members, config.min_members_timeout)
+            self._round_mark = session.round
+            self._checked_at = self.rounds_done
+        # rounds run here, and rounds caught up with when the group was ahead, are progress
+        self.rounds_done += session.round - self._round_mark
+        self._round_mark = session.round
         if config.rounds and self.rounds_done >= config.rounds:
             return Outcome("finished")
-        if self._session_rounds == 1 and config.min_members > 1:
-            await session.wait_for_members(config.min_members, config.min_members_timeout)
-        periodic = config.evaluate_every and self.rounds_done and self.rounds_done % config.evaluate_every == 0
-        if config.group == "auto" and periodic and self._session_rounds > 1:
+        due = config.evaluate_every and self.rounds_done - self._checked_at >= config.evaluate_every
+        if config.group == "auto" and due:
+            self._checked_at = self.rounds_done
             return await self._consider_migration(session)
         return None
 
@@ -396,7 +408,9 @@ class LearningPeer:
         own = Candidate(
             session.group_id, len(session.live_members()), session.record.capacity, session.accuracy, own_score.accuracy
         )
-        candidates = await self._evaluate(await self._known_groups(), exclude=session.group_id)
+        # members hear every group's record on the discovery topic; the DHT is asked now and then
+        ask_dht = ctx.clock() - self._last_dht_listing >= DHT_LISTING_INTERVAL
+        candidates = await self._evaluate(await self._known_groups(ask_dht), exclude=session.group_id)
         decision = migration_step(self.migration, self.rounds_done, own, candidates, ctx.config.rules)
         self.migration = decision.state
         if decision.move_to is None:

@@ -1,6 +1,292 @@
-"""Placeholder, replaced below."""
+"""`mycelium mesh`: N node processes on loopback, one live view, a summary at the end.
+
+Node 0 is the bootstrap peer (and a learner); every later node bootstraps from a random node that is
+already listening. Node i holds shard i (with `rotated:K` its data is rotated by 90°·(i mod K)).
+Children die with the launcher (PR_SET_PDEATHSIG) and are stopped on Ctrl-C, so none outlives it.
+"""
+
+from __future__ import annotations
+
 import argparse
+import ctypes
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from mycelium.errors import ConfigError
+from mycelium.mesh_state import MeshState
+from mycelium.report import group_colours, print_summary, write_report, write_summary
+
+POLL = 0.25
+STOP_GRACE = 6.0
+PR_SET_PDEATHSIG = 1
+
+
 def add_mesh_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nodes", type=int, default=10)
+    parser.add_argument("--nodes", type=int, default=10, help="node processes to start (default 10)")
+    parser.add_argument("--rounds", type=int, default=20, help="rounds each node runs (default 20)")
+    parser.add_argument("--dataset", choices=("digits", "mnist"), default="digits", help="default digits")
+    parser.add_argument("--partition", default="dirichlet:0.5", help="iid | dirichlet:ALPHA | rotated:K (default dirichlet:0.5)")
+    parser.add_argument("--seed", type=int, default=0, help="partition seed (default 0)")
+    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp", help="default mlp")
+    parser.add_argument("--capacity", type=int, default=10, help="capacity of the groups nodes create (default 10)")
+    parser.add_argument("--out", default="./mycelium-run", metavar="DIR",
+                        help="summary.json, report.png and every node's events (default ./mycelium-run)")
+    parser.add_argument("--kill-at", action="append", default=[], metavar="ROUND:COUNT",
+                        help="SIGKILL COUNT random nodes (never node 0) when a node reaches ROUND; repeatable")
+    parser.add_argument("--join-at", action="append", default=[], metavar="ROUND:COUNT",
+                        help="start COUNT extra nodes when a node reaches ROUND; repeatable")
+    parser.add_argument("--node-arg", action="append", default=[], metavar="ARG",
+                        help="extra argument for every node, e.g. --node-arg=--codec=int8; repeatable")
+    parser.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
+                        help="stop everything after this long (default 1800)")
+    parser.add_argument("--no-live", action="store_true", help="plain progress lines instead of the live view")
+
+
+def _churn(items: list[str], flag: str) -> list[tuple[int, int]]:
+    plan = []
+    for item in items:
+        round_text, _, count_text = item.partition(":")
+        try:
+            plan.append((int(round_text), int(count_text)))
+        except ValueError:
+            raise ConfigError(f"{flag} {item!r} must look like ROUND:COUNT, e.g. 10:2") from None
+    return sorted(plan)
+
+
+@dataclass
+class Child:
+    index: int
+    process: subprocess.Popen[bytes]
+    events: Path
+    offset: int = 0
+    killed: bool = False
+    reported: bool = False
+    addr: str = ""
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Mesh:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from mycelium.learn.data import parse_partition
+
+        if not 1 <= args.nodes <= 64:
+            raise ConfigError("--nodes must be between 1 and 64")
+        if args.rounds < 1:
+            raise ConfigError("--rounds must be at least 1")
+        self.args = args
+        self.partition = parse_partition(args.partition)
+        self.kills = _churn(args.kill_at, "--kill-at")
+        self.joins = _churn(args.join_at, "--join-at")
+        self.total = args.nodes + sum(count for _, count in self.joins)
+        self.out = Path(args.out)
+        self.children: dict[int, Child] = {}
+        self.state = MeshState()
+        self.rng = random.Random(args.seed)
+        self.console = Console()
+        self.started = time.time()
+        self.title = f"mycelium mesh: {args.nodes} nodes, {args.dataset} {args.partition}, {args.rounds} rounds"
+
+    # --- children -------------------------------------------------------------------------------
+
+    def _command(self, index: int, bootstrap: str | None, rounds: int) -> list[str]:
+        args = self.args
+        node_dir = self.out / "nodes" / f"node-{index}"
+        command = [
+            sys.executable, "-m", "mycelium", "node",
+            "--listen", "/ip4/127.0.0.1/tcp/0",
+            "--data-dir", str(node_dir / "data"),
+            "--events", str(node_dir / "events.jsonl"),
+            "--dataset", args.dataset, "--partition", args.partition, "--model", args.model,
+            "--shard", f"{index}/{self.total}", "--seed", str(args.seed),
+            "--rounds", str(rounds), "--capacity", str(args.capacity),
+            "--min-members", str(min(args.nodes, args.capacity)), "--min-members-timeout", "30",
+        ]
+        if bootstrap:
+            command += ["--bootstrap", bootstrap]
+        return command + list(args.node_arg)
+
+    def _start(self, index: int, rounds: int) -> Child:
+        node_dir = self.out / "nodes" / f"node-{index}"
+        (node_dir / "data").mkdir(parents=True, exist_ok=True)
+        events = node_dir / "events.jsonl"
+        events.unlink(missing_ok=True)
+        listening = [c for c in self.children.values() if c.addr and c.process.poll() is None]
+        bootstrap = self.rng.choice(listening).addr if listening else None
+        stderr = (node_dir / "stderr.log").open("wb")
+        process = subprocess.Popen(
+            self._command(index, bootstrap, rounds),
+            stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only libc prctl, before exec
+        )
+        stderr.close()
+        child = Child(index, process, events)
+        self.children[index] = child
+        self.state.add_node(index, shard=index, rotation=self.partition.rotation_of(index))
+        return child
+
+    def _read_events(self) -> None:
+        for child in self.children.values():
+            if not child.events.exists():
+                continue
+            with child.events.open("rb") as handle:
+                handle.seek(child.offset)
+                chunk = handle.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            child.offset += len(complete)
+            for line in complete.splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("event") == "listening" and event.get("addrs"):
+                    child.addr = event["addrs"][0]
+                self.state.apply(child.index, event)
+            code = child.process.poll()
+            if code is not None and not child.reported:
+                child.reported = True
+                self.state.mark_exit(child.index, code, child.killed)
+
+    def _wait_for(self, child: Child, kind: str, timeout: float) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self._read_events()
+            node = self.state.nodes[child.index]
+            if (kind == "listening" and child.addr) or (kind == "joined" and node.group):
+                return
+            if child.process.poll() is not None:
+                raise ConfigError(f"node {child.index} exited early; see {child.events.parent / 'stderr.log'}")
+            time.sleep(POLL)
+        raise ConfigError(f"node {child.index} did not report '{kind}' within {timeout:.0f} s")
+
+    def _apply_churn(self) -> None:
+        reached = self.state.max_round() + 1  # rounds completed by the most advanced node
+        while self.kills and reached >= self.kills[0][0]:
+            _, count = self.kills.pop(0)
+            alive = [c for c in self.children.values() if c.index != 0 and c.process.poll() is None]
+            for victim in self.rng.sample(alive, min(count, len(alive))):
+                victim.killed = True
+                victim.process.send_signal(signal.SIGKILL)
+        while self.joins and reached >= self.joins[0][0]:
+            _, count = self.joins.pop(0)
+            for _ in range(count):
+                self._start(len(self.children), max(1, self.args.rounds - reached))
+
+    def _running(self) -> bool:
+        return any(child.process.poll() is None for child in self.children.values())
+
+    def _stop_all(self) -> None:
+        for child in self.children.values():
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.time() + STOP_GRACE
+        for child in self.children.values():
+            try:
+                child.process.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+
+    # --- the run --------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        from mycelium.learn.data import load_dataset
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        load_dataset(self.args.dataset)  # fails fast if missing, and warms the MNIST cache for the nodes
+        outcome = "finished"
+        live = None if self.args.no_live or not self.console.is_terminal else Live(
+            self._view(), console=self.console, refresh_per_second=4, transient=False
+        )
+        try:
+            if live:
+                live.start()
+            first = self._start(0, self.args.rounds)
+            self._wait_for(first, "listening", 90)
+            self._wait_for(first, "joined", 120)
+            for index in range(1, self.args.nodes):
+                self._start(index, self.args.rounds)
+                self._read_events()
+            last_line = 0.0
+            while self._running():
+                if time.time() - self.started > self.args.timeout:
+                    outcome = "timeout"
+                    break
+                self._read_events()
+                self._apply_churn()
+                if live:
+                    live.update(self._view())
+                elif time.time() - last_line > 5:
+                    last_line = time.time()
+                    self.console.print(self._progress_line())
+                time.sleep(POLL)
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+        finally:
+            self._stop_all()
+            self._read_events()
+            if live:
+                live.update(self._view())
+                live.stop()
+            self._finish(outcome)
+        failed = [c for c in self.children.values() if not c.killed and c.process.returncode not in (0, None)]
+        if outcome == "interrupted":
+            return 130
+        return 1 if outcome == "timeout" or failed else 0
+
+    def _finish(self, outcome: str) -> None:
+        elapsed = time.time() - self.started
+        extra = {"outcome": outcome, "elapsed_s": round(elapsed, 1), "command": " ".join(sys.argv),
+                 "options": {k: v for k, v in vars(self.args).items() if k != "run"}}
+        summary = write_summary(self.state, self.out, extra)
+        report = write_report(self.state, self.out, self.title)
+        print_summary(self.state, f"{self.title} — {outcome} after {elapsed:.0f} s", self.console)
+        self.console.print(f"wrote {summary}, {report} and each node's events under {self.out / 'nodes'}")
+
+    def _progress_line(self) -> str:
+        summary = self.state.summary()
+        return (f"[{time.time() - self.started:5.0f} s] round {self.state.max_round() + 1}/{self.args.rounds}, "
+                f"mean accuracy {summary['mean_accuracy']}, groups {len(summary['groups'])}, "
+                f"running {sum(c.process.poll() is None for c in self.children.values())}")
+
+    def _view(self) -> Group:
+        colours = group_colours(self.state)
+        nodes = Table(title=self.title, expand=True)
+        for column in ("node", "rot", "group", "round", "accuracy", "peers", "MB in/out", "status"):
+            nodes.add_column(column, justify="left" if column in ("group", "status") else "right")
+        for node in sorted(self.state.nodes.values(), key=lambda n: n.index):
+            colour = colours.get(node.group, "white")
+            nodes.add_row(
+                str(node.index), f"{90 * node.rotation}°", f"[{colour}]{node.group[:8] or '-'}[/]",
+                str(node.round + 1), "-" if node.accuracy != node.accuracy else f"{node.accuracy:.3f}",
+                str(node.peers), f"{node.bytes_in / 1e6:.1f}/{node.bytes_out / 1e6:.1f}", node.status,
+            )
+        groups = Table(title="groups", expand=True)
+        for column in ("group", "members", "nodes", "model accuracy"):
+            groups.add_column(column)
+        for group, members in sorted(self.state.groups().items()):
+            accuracies = [m.accuracy for m in members if m.accuracy == m.accuracy]
+            groups.add_row(
+                f"[{colours.get(group, 'white')}]{group[:8]}[/]", str(len(members)),
+                " ".join(str(m.index) for m in sorted(members, key=lambda m: m.index)),
+                f"{sum(accuracies) / len(accuracies):.3f}" if accuracies else "-",
+            )
+        log = Panel("\n".join(self.state.log) or "(no events yet)", title="joins and migrations")
+        return Group(nodes, groups, log)
+
+
 def run_mesh_command(args: argparse.Namespace) -> int:
-    return 1
+    return Mesh(args).run()

@@ -206,3 +206,14 @@ def test_local_training_improves_accuracy_and_is_reproducible() -> None:
         results.append((before, learner.evaluate(data.common_test).accuracy, learner.weights()["1.weight"].tobytes()))
     assert results[0][1] > results[0][0] + 0.3
     assert results[0] == results[1]
+
+
+def test_digits_are_read_exactly_as_scikit_learn_loads_them() -> None:
+    from sklearn.datasets import load_digits
+
+    from mycelium.learn.data import _read_digits
+
+    x, y = _read_digits()
+    reference = load_digits()
+    assert np.array_equal(x[:, 0], (reference.images / 16.0).astype(np.float32))
+    assert np.array_equal(y, reference.target)

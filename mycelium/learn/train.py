@@ -67,7 +67,7 @@ class Learner:
         generator = torch.Generator().manual_seed(hash((self._seed, round_number)) & 0x7FFFFFFF)
         x = torch.from_numpy(split.x)
         y = torch.from_numpy(split.y)
-        optimizer = torch.optim.SGD(self.model.parameters(), lr=settings.lr)
+        parameters = list(self.model.parameters())
         loss_fn = nn.CrossEntropyLoss()
         self.model.train()
         total, batches = 0.0, 0
@@ -75,10 +75,15 @@ class Learner:
             order = torch.randperm(len(split), generator=generator)
             for start in range(0, len(split), settings.batch_size):
                 batch = order[start : start + settings.batch_size]
-                optimizer.zero_grad()
+                for parameter in parameters:
+                    parameter.grad = None
                 loss = loss_fn(self.model(x[batch]), y[batch])
                 loss.backward()
-                optimizer.step()
+                # plain SGD by hand: torch.optim's first use imports torch._dynamo (seconds of CPU
+                # per process, paid by every node of a mesh at once)
+                with torch.no_grad():
+                    for parameter in parameters:
+                        parameter.add_(parameter.grad, alpha=-settings.lr)
                 total += loss.item()
                 batches += 1
         return Evaluation(accuracy=float("nan"), loss=total / max(batches, 1), samples=len(split))
