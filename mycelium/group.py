@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 GROUP_KINDS = frozenset({Kind.MEMBER_HEARTBEAT, Kind.UPDATE_ANNOUNCE, Kind.GROUP_RECORD, Kind.MEMBER_LEFT})
 ROUNDS_BUFFERED = 3  # announcements kept for the current round and the next two
 POLL = 0.25
+HISTORY = 500
 
 
 @dataclass
@@ -94,7 +95,7 @@ class GroupSession:
         self.progress = RoundProgress(round=round_number)
         self.accuracy = float("nan")
         self.loss = float("nan")
-        self.history: list[tuple[int, float]] = []
+        self.history: list[tuple[int, float, float]] = []  # (round, accuracy, loss), bounded
         self._wake = trio.Event()
         self._evicted = False
         self._record_dirty = True
@@ -186,6 +187,7 @@ class GroupSession:
 
     async def _heartbeats(self) -> None:
         while True:
+            self.ctx.transfer.store.pin("heartbeat", self.model_hash)
             beat = pb.MemberHeartbeat(
                 group_id=self.group_id,
                 round=self.round,
@@ -232,6 +234,7 @@ class GroupSession:
             model_hash=self.model_hash,
         )
         self._record_dirty = False
+        self.ctx.transfer.store.pin("record", self.model_hash)
         await self._publish(Kind.GROUP_RECORD, self.record.to_proto())
         await self.ctx.publish_discovery(self.record)
 
@@ -435,8 +438,8 @@ class GroupSession:
         test = await trio.to_thread.run_sync(learner.evaluate, data.common_test, new_model)
         local = await trio.to_thread.run_sync(learner.evaluate, data.test, new_model)
         self.accuracy, self.loss = test.accuracy, test.loss
-        self.history.append((number, test.accuracy))
-        del self.history[:-500]
+        self.history.append((number, test.accuracy, test.loss))
+        del self.history[:-HISTORY]
         wall = ctx.clock() - started
         self._rounds_per_minute = 60.0 / wall if wall > 0 else 0.0
         ctx.events.emit(

@@ -175,6 +175,7 @@ class LearningPeer:
         session.record = session.record.successor(
             ctx.clock(), ctx.config.timing.record_ttl, model_hash=session.model_hash
         )
+        ctx.transfer.store.pin("record", session.model_hash)
         await ctx.registry.put_group(session.record)
         await ctx.registry.advertise(session.record.task, [session.group_id])
         await ctx.publish_discovery(session.record)

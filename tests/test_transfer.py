@@ -140,3 +140,15 @@ def test_the_blob_store_is_bounded() -> None:
     assert len(store) == 3 and keys[0] not in store and keys[-1] in store
     big = store.put(b"x" * 9_950)  # over max_bytes with any other blob: the older ones go
     assert big in store and len(store) == 1
+
+
+def test_pinned_blobs_survive_eviction_until_their_role_moves_on() -> None:
+    store = BlobStore(max_blobs=2)
+    advertised = store.put(b"advertised model")
+    store.pin("record", advertised)
+    for i in range(5):
+        store.put(bytes([i]) * 10)
+    assert advertised in store and len(store) == 2
+    store.pin("record", store.put(b"newer model"))
+    store.put(b"one more")
+    assert advertised not in store

@@ -49,13 +49,21 @@ class Traffic:
 
 
 class BlobStore:
-    """Content-addressed blobs, least recently used evicted past `max_blobs` or `max_bytes`."""
+    """Content-addressed blobs, least recently used evicted past `max_blobs` or `max_bytes`.
+
+    A blob we advertised (in a group record or a heartbeat) is pinned under that role until the
+    role points elsewhere, so peers can still pull what we told them we hold.
+    """
 
     def __init__(self, max_blobs: int = 64, max_bytes: int = 1 << 30) -> None:
         self._blobs: OrderedDict[bytes, bytes] = OrderedDict()
         self._max_blobs = max_blobs
         self._max_bytes = max_bytes
         self._bytes = 0
+        self._pins: dict[str, bytes] = {}
+
+    def pin(self, role: str, key: bytes) -> None:
+        self._pins[role] = key
 
     def put(self, data: bytes) -> bytes:
         key = content_hash(data)
@@ -64,10 +72,16 @@ class BlobStore:
             return key
         self._blobs[key] = data
         self._bytes += len(data)
-        while len(self._blobs) > self._max_blobs or (self._bytes > self._max_bytes and len(self._blobs) > 1):
-            _, evicted = self._blobs.popitem(last=False)
-            self._bytes -= len(evicted)
+        self._evict(keep=key)
         return key
+
+    def _evict(self, keep: bytes) -> None:
+        pinned = set(self._pins.values()) | {keep}
+        for candidate in list(self._blobs):
+            if len(self._blobs) <= self._max_blobs and self._bytes <= self._max_bytes:
+                return
+            if candidate not in pinned:
+                self._bytes -= len(self._blobs.pop(candidate))
 
     def get(self, key: bytes) -> bytes | None:
         data = self._blobs.get(key)

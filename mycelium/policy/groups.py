@@ -37,7 +37,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class GroupRules:
-    credibility_slack: float = 0.15
+    credibility_slack: float = 0.3
     threshold: float = 0.02
     patience: int = 2
     cooldown_rounds: int = 5
