@@ -1,0 +1,81 @@
+"""docker-compose.yml and the Dockerfile describe a real ten-node mesh of the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mycelium.cli import build_node_config, node_parser
+from mycelium.net.identity import load_identity, peer_id_of
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+IMAGE_ENV = dict(re.findall(r"(MYCELIUM_\w+)=(\S+)", (ROOT / "Dockerfile").read_text()))
+
+
+def environment(service: dict) -> dict[str, str]:
+    """What the container sees: the image's ENV, overridden by the service's environment."""
+    return {**IMAGE_ENV, **{k: str(v) for k, v in service.get("environment", {}).items()}}
+
+
+def parsed(service: dict, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The service's command line as the container's entry point parses it, environment included."""
+    for key in [k for k in os.environ if k.startswith("MYCELIUM_")]:
+        monkeypatch.delenv(key)
+    for key, value in environment(service).items():
+        monkeypatch.setenv(key, value)
+    return build_node_config(node_parser().parse_args(service.get("command", [])))
+
+
+def test_ten_services_one_bootstrap_and_nine_peers() -> None:
+    assert len(SERVICES) == 10
+    assert "bootstrap" in SERVICES
+    assert sum("build" in s for s in SERVICES.values()) == 1, "one service builds, the others reuse its image"
+    assert len({s["image"] for s in SERVICES.values()}) == 1
+
+
+def test_every_peer_bootstraps_from_a_service_that_exists_with_its_real_peer_id(monkeypatch) -> None:
+    bootstrap_id = str(peer_id_of(load_identity(ROOT / "deploy" / "bootstrap.key")))
+    for name, service in SERVICES.items():
+        config = parsed(service, monkeypatch)
+        if name == "bootstrap":
+            assert config.net.bootstrap == ()
+            continue
+        (address,) = map(str, config.net.bootstrap)
+        target = re.fullmatch(r"/dns4/([\w-]+)/tcp/(\d+)/p2p/(\w+)", address)
+        assert target, address
+        assert target.group(1) in SERVICES and target.group(1) != name
+        assert target.group(3) == bootstrap_id, "the address names the bootstrap key's peer id"
+        assert "bootstrap" in service["depends_on"]
+
+
+def test_each_node_holds_a_distinct_shard_of_ten(monkeypatch) -> None:
+    shards = [(c.learn.shard, c.learn.shards) for c in (parsed(s, monkeypatch) for s in SERVICES.values())]
+    assert sorted(shards) == [(i, 10) for i in range(10)]
+
+
+def test_each_node_keeps_its_identity_and_checkpoints_on_its_own_volume(monkeypatch) -> None:
+    volumes = [next(v.split(":")[0] for v in s["volumes"] if v.endswith(":/data")) for s in SERVICES.values()]
+    assert len(set(volumes)) == 10 and set(volumes) <= set(COMPOSE["volumes"])
+    assert {str(parsed(s, monkeypatch).data_dir) for s in SERVICES.values()} == {"/data"}
+    assert all(s.get("init") is True for s in SERVICES.values()), "SIGTERM must reach the node"
+
+
+def test_the_image_runs_the_real_cli_as_a_non_root_user_with_cpu_torch() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, re.M).group(1))
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert entrypoint == ["mycelium-node"] and scripts["mycelium-node"] == "mycelium.cli:node_main"
+    assert re.search(r"^USER mycelium$", dockerfile, re.M)
+    assert "torch-2.13.0+cpu" in dockerfile and "torch==2.13.0+cpu" in dockerfile
+    assert "libgmp-dev" in dockerfile, "fastecdsa is compiled from source"
+    assert "MYCELIUM_DATA_DIR=/data" in dockerfile
