@@ -46,83 +46,187 @@ def _positive_float(text: str) -> float:
 
 def _add_network_options(parser: argparse.ArgumentParser, listen_default: str) -> None:
     net = parser.add_argument_group("network")
-    net.add_argument("--listen", action="append", metavar="MULTIADDR",
-                     help=f"address to listen on, repeatable (default {listen_default}; tests use port 0)")
-    net.add_argument("--bootstrap", action="append", metavar="MULTIADDR", default=[],
-                     help="peer to join the network through, /.../p2p/<peer id>; repeatable")
-    net.add_argument("--announce", action="append", metavar="MULTIADDR", default=[],
-                     help="address to advertise instead of the listen addresses (NAT, containers); repeatable")
-    net.add_argument("--bootstrap-timeout", type=_positive_float, default=30.0, metavar="SECONDS",
-                     help="give up when no bootstrap peer answered for this long (default 30)")
-    net.add_argument("--ip-diversity", choices=("auto", "on", "off"), default="auto",
-                     help="GossipSub eclipse protection (mesh peers from >= 3 IPs); auto = off when "
-                          "listening on loopback only, else on (default auto)")
+    net.add_argument(
+        "--listen",
+        action="append",
+        metavar="MULTIADDR",
+        help=f"address to listen on, repeatable (default {listen_default}; tests use port 0)",
+    )
+    net.add_argument(
+        "--bootstrap",
+        action="append",
+        metavar="MULTIADDR",
+        default=[],
+        help="peer to join the network through, /.../p2p/<peer id>; repeatable",
+    )
+    net.add_argument(
+        "--announce",
+        action="append",
+        metavar="MULTIADDR",
+        default=[],
+        help="address to advertise instead of the listen addresses (NAT, containers); repeatable",
+    )
+    net.add_argument(
+        "--bootstrap-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up when no bootstrap peer answered for this long (default 30)",
+    )
+    net.add_argument(
+        "--ip-diversity",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="GossipSub eclipse protection (mesh peers from >= 3 IPs); auto = off when "
+        "listening on loopback only, else on (default auto)",
+    )
 
 
 def _add_node_options(parser: argparse.ArgumentParser) -> None:
+    from mycelium.learn import MODEL_NAMES
     from mycelium.learn.aggregate import AGGREGATORS
     from mycelium.learn.codec import CODECS
     from mycelium.learn.data import DATASETS
-    from mycelium.learn import MODEL_NAMES
     from mycelium.net.host import DEFAULT_LISTEN
 
     _add_network_options(parser, DEFAULT_LISTEN)
     node = parser.add_argument_group("identity and output")
-    node.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
-                      help=f"identity, checkpoints and state (default {DEFAULT_DATA_DIR})")
+    node.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        metavar="DIR",
+        help=f"identity, checkpoints and state (default {DEFAULT_DATA_DIR})",
+    )
     node.add_argument("--identity", metavar="FILE", help="identity key file (default DATA_DIR/identity.key)")
-    node.add_argument("--events", metavar="FILE",
-                      help="write JSON-lines events to FILE ('-' = stdout; default: stdout unless --dashboard)")
+    node.add_argument(
+        "--events",
+        metavar="FILE",
+        help="write JSON-lines events to FILE ('-' = stdout; default: stdout unless --dashboard)",
+    )
     node.add_argument("--dashboard", action="store_true", help="show a live Rich dashboard")
     node.add_argument("--verbose", action="store_true", help="log libp2p internals too")
 
     group = parser.add_argument_group("groups")
-    group.add_argument("--task", metavar="NAME", help="what is learned; groups are per task (default DATASET-MODEL)")
-    group.add_argument("--group", default="auto", metavar="new|auto|none|ID",
-                       help="new: create a group; auto: join the best group or create one; none: DHT-only "
-                            "peer (bootstrap node); ID: join that group (default auto)")
+    group.add_argument(
+        "--task", metavar="NAME", help="what is learned; groups are per task (default DATASET-MODEL)"
+    )
+    group.add_argument(
+        "--group",
+        default="auto",
+        metavar="new|auto|none|ID",
+        help="new: create a group; auto: join the best group or create one; none: DHT-only "
+        "peer (bootstrap node); ID: join that group (default auto)",
+    )
     group.add_argument("--name", default="", help="name of a group this node creates")
-    group.add_argument("--capacity", type=_positive_int, default=10, help="members of a created group (default 10)")
-    group.add_argument("--policy", choices=("open", "invite"), default="open",
-                       help="join policy of a created group (default open)")
-    group.add_argument("--invite", metavar="TOKEN", help="invite printed by `mycelium invite`, for invite-only groups")
-    group.add_argument("--evaluate-every", type=_non_negative_int, default=5, metavar="ROUNDS",
-                       help="compare the group with other groups every ROUNDS rounds (0 = never; default 5)")
-    group.add_argument("--migrate-threshold", type=float, default=0.02, metavar="GAIN",
-                       help="accuracy gain on our validation data that justifies moving (default 0.02)")
-    group.add_argument("--migrate-patience", type=_positive_int, default=2, metavar="CHECKS",
-                       help="consecutive checks the gain must hold (default 2)")
-    group.add_argument("--migrate-cooldown", type=_non_negative_int, default=5, metavar="ROUNDS",
-                       help="rounds after a move before the next (default 5)")
-    group.add_argument("--no-split", action="store_true", help="never split a group whose members' updates diverge")
+    group.add_argument(
+        "--capacity", type=_positive_int, default=10, help="members of a created group (default 10)"
+    )
+    group.add_argument(
+        "--policy",
+        choices=("open", "invite"),
+        default="open",
+        help="join policy of a created group (default open)",
+    )
+    group.add_argument(
+        "--invite", metavar="TOKEN", help="invite printed by `mycelium invite`, for invite-only groups"
+    )
+    group.add_argument(
+        "--evaluate-every",
+        type=_non_negative_int,
+        default=5,
+        metavar="ROUNDS",
+        help="compare the group with other groups every ROUNDS rounds (0 = never; default 5)",
+    )
+    group.add_argument(
+        "--migrate-threshold",
+        type=float,
+        default=0.02,
+        metavar="GAIN",
+        help="accuracy gain on our validation data that justifies moving (default 0.02)",
+    )
+    group.add_argument(
+        "--migrate-patience",
+        type=_positive_int,
+        default=2,
+        metavar="CHECKS",
+        help="consecutive checks the gain must hold (default 2)",
+    )
+    group.add_argument(
+        "--migrate-cooldown",
+        type=_non_negative_int,
+        default=5,
+        metavar="ROUNDS",
+        help="rounds after a move before the next (default 5)",
+    )
+    group.add_argument(
+        "--no-split", action="store_true", help="never split a group whose members' updates diverge"
+    )
 
     learn = parser.add_argument_group("learning")
     learn.add_argument("--dataset", choices=DATASETS, default="digits", help="default digits")
-    learn.add_argument("--partition", default="dirichlet:0.5",
-                       help="iid | dirichlet:ALPHA | rotated:K (default dirichlet:0.5)")
-    learn.add_argument("--shard", default="0/1", metavar="I/N", help="this node holds shard I of N (default 0/1)")
+    learn.add_argument(
+        "--partition",
+        default="dirichlet:0.5",
+        help="iid | dirichlet:ALPHA | rotated:K (default dirichlet:0.5)",
+    )
+    learn.add_argument(
+        "--shard", default="0/1", metavar="I/N", help="this node holds shard I of N (default 0/1)"
+    )
     learn.add_argument("--seed", type=int, default=0, help="partition and training seed (default 0)")
     learn.add_argument("--model", choices=MODEL_NAMES, default="mlp", help="default mlp")
     learn.add_argument("--local-epochs", type=_positive_int, help="per round (default: digits 5, mnist 1)")
     learn.add_argument("--batch-size", type=_positive_int, help="default 32")
-    learn.add_argument("--lr", type=_positive_float, help="SGD learning rate (default: digits 0.1, mnist 0.05)")
+    learn.add_argument(
+        "--lr", type=_positive_float, help="SGD learning rate (default: digits 0.1, mnist 0.05)"
+    )
     learn.add_argument("--aggregator", choices=sorted(AGGREGATORS), default="fedavg", help="default fedavg")
-    learn.add_argument("--codec", choices=sorted(CODECS), default="fp32", help="update encoding (default fp32)")
-    learn.add_argument("--rounds", type=_non_negative_int, default=0, help="stop after this many rounds (0 = never)")
-    learn.add_argument("--min-members", type=_positive_int, default=1, metavar="N",
-                       help="before the first round in a group, wait until it has N members (default 1)")
-    learn.add_argument("--min-members-timeout", type=_positive_float, default=60.0, metavar="SECONDS",
-                       help="... but start anyway after this long (default 60)")
-    learn.add_argument("--torch-threads", type=_positive_int, default=1, help="torch intra-op threads (default 1)")
+    learn.add_argument(
+        "--codec", choices=sorted(CODECS), default="fp32", help="update encoding (default fp32)"
+    )
+    learn.add_argument(
+        "--rounds", type=_non_negative_int, default=0, help="stop after this many rounds (0 = never)"
+    )
+    learn.add_argument(
+        "--min-members",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="before the first round in a group, wait until it has N members (default 1)",
+    )
+    learn.add_argument(
+        "--min-members-timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="... but start anyway after this long (default 60)",
+    )
+    learn.add_argument(
+        "--torch-threads", type=_positive_int, default=1, help="torch intra-op threads (default 1)"
+    )
 
     timing = parser.add_argument_group("timing")
     timing.add_argument("--heartbeat", type=_positive_float, default=2.0, metavar="SECONDS", help="default 2")
-    timing.add_argument("--member-expiry", type=_positive_float, default=12.0, metavar="SECONDS",
-                        help="drop a member silent this long (default 12)")
-    timing.add_argument("--round-floor", type=_positive_float, default=3.0, metavar="SECONDS",
-                        help="shortest wait for the others after our update (default 3)")
-    timing.add_argument("--round-ceiling", type=_positive_float, default=120.0, metavar="SECONDS",
-                        help="longest wait for the others after our update (default 120)")
+    timing.add_argument(
+        "--member-expiry",
+        type=_positive_float,
+        default=12.0,
+        metavar="SECONDS",
+        help="drop a member silent this long (default 12)",
+    )
+    timing.add_argument(
+        "--round-floor",
+        type=_positive_float,
+        default=3.0,
+        metavar="SECONDS",
+        help="shortest wait for the others after our update (default 3)",
+    )
+    timing.add_argument(
+        "--round-ceiling",
+        type=_positive_float,
+        default=120.0,
+        metavar="SECONDS",
+        help="longest wait for the others after our update (default 120)",
+    )
 
 
 def _apply_environment(parser: argparse.ArgumentParser) -> None:
@@ -146,13 +250,13 @@ def build_node_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """Turn parsed node options into a NodeConfig (ConfigError on bad values)."""
     from mycelium.client import decode_invite_token
     from mycelium.config import DEFAULT_TRAINING, LearnConfig, NodeConfig, Timing
+    from mycelium.errors import InvalidMessage
     from mycelium.learn.data import parse_partition, parse_shard
     from mycelium.learn.train import TrainSettings
     from mycelium.net.host import DEFAULT_LISTEN, NetConfig, parse_multiaddr
     from mycelium.net.records import Policy, check_task_name, is_group_id
     from mycelium.policy.groups import GroupRules
     from mycelium.policy.rounds import RoundTiming
-    from mycelium.errors import InvalidMessage
 
     listen = tuple(parse_multiaddr(a, what="--listen") for a in (args.listen or [DEFAULT_LISTEN]))
     bootstrap = tuple(parse_multiaddr(a, what="--bootstrap", need_peer_id=True) for a in args.bootstrap)
@@ -230,8 +334,11 @@ def cmd_node(args: argparse.Namespace) -> int:
     from mycelium.node import run_until_signalled
 
     config = build_node_config(args)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     events = EventLog(args.events if args.events else (None if args.dashboard else "-"))
     on_start = None
     if args.dashboard:
@@ -270,9 +377,9 @@ def cmd_groups(args: argparse.Namespace) -> int:
     import trio
 
     from mycelium.client import list_groups
+    from mycelium.errors import InvalidMessage
     from mycelium.net.host import parse_multiaddr
     from mycelium.net.records import check_task_name
-    from mycelium.errors import InvalidMessage
 
     if not args.bootstrap:
         raise ConfigError("--bootstrap is required: the DHT is reached through a peer")
@@ -305,7 +412,11 @@ def _record_json(record, now: float) -> dict:  # type: ignore[no-untyped-def]
         "capacity": record.capacity,
         "round": record.round,
         "members": [
-            {"peer_id": str(m.peer_id), "last_seen_s_ago": round(now - m.last_seen, 1), "addrs": list(m.addrs)}
+            {
+                "peer_id": str(m.peer_id),
+                "last_seen_s_ago": round(now - m.last_seen, 1),
+                "addrs": list(m.addrs),
+            }
             for m in record.members
         ],
         "metrics": {
@@ -331,13 +442,31 @@ def _print_groups_table(task: str, records, now: float) -> None:  # type: ignore
         console.print(f"no groups found for task [bold]{task}[/bold]")
         return
     table = Table(title=f"groups of task {task}")
-    for column in ("group", "name", "members", "policy", "round", "accuracy", "loss", "samples", "rounds/min", "updated"):
+    for column in (
+        "group",
+        "name",
+        "members",
+        "policy",
+        "round",
+        "accuracy",
+        "loss",
+        "samples",
+        "rounds/min",
+        "updated",
+    ):
         table.add_column(column, justify="right" if column not in ("group", "name", "policy") else "left")
     for r in records:
         members = f"{len(r.members)}/{r.capacity}\n" + "\n".join(f"…{str(m.peer_id)[-8:]}" for m in r.members)
         table.add_row(
-            r.group_id, r.name, members, r.policy.value, str(r.round), f"{r.metrics.accuracy:.3f}",
-            f"{r.metrics.loss:.3f}", str(r.metrics.samples), f"{r.metrics.rounds_per_minute:.1f}",
+            r.group_id,
+            r.name,
+            members,
+            r.policy.value,
+            str(r.round),
+            f"{r.metrics.accuracy:.3f}",
+            f"{r.metrics.loss:.3f}",
+            str(r.metrics.samples),
+            f"{r.metrics.rounds_per_minute:.1f}",
             f"{now - r.updated_at:.0f} s ago",
         )
     console.print(table)
@@ -377,36 +506,67 @@ def main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mycelium {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    node = commands.add_parser("node", help="run one peer (same as mycelium-node)",
-                               description=node_parser().description)
+    node = commands.add_parser(
+        "node", help="run one peer (same as mycelium-node)", description=node_parser().description
+    )
     _add_node_options(node)
     node.set_defaults(run=cmd_node)
 
-    groups = commands.add_parser("groups", help="list a task's groups from the DHT",
-                                 description="List a task's groups, their members and advertised metrics.")
-    groups.add_argument("--bootstrap", action="append", metavar="MULTIADDR", default=[],
-                        help="peer to reach the DHT through, /.../p2p/<peer id>; repeatable (required)")
+    groups = commands.add_parser(
+        "groups",
+        help="list a task's groups from the DHT",
+        description="List a task's groups, their members and advertised metrics.",
+    )
+    groups.add_argument(
+        "--bootstrap",
+        action="append",
+        metavar="MULTIADDR",
+        default=[],
+        help="peer to reach the DHT through, /.../p2p/<peer id>; repeatable (required)",
+    )
     groups.add_argument("--task", required=True, help="task name, e.g. digits-mlp")
     groups.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    groups.add_argument("--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
-                        help="bound on bootstrap and on each DHT read (default 10)")
+    groups.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="bound on bootstrap and on each DHT read (default 10)",
+    )
     groups.set_defaults(run=cmd_groups)
 
-    mesh = commands.add_parser("mesh", help="run a local mesh of N node processes with a live view",
-                               description="Start N node processes on loopback, show them live, summarise.")
+    mesh = commands.add_parser(
+        "mesh",
+        help="run a local mesh of N node processes with a live view",
+        description="Start N node processes on loopback, show them live, summarise.",
+    )
     from mycelium.mesh import add_mesh_options
 
     add_mesh_options(mesh)
     mesh.set_defaults(run=cmd_mesh)
 
-    invite = commands.add_parser("invite", help="print an invite to an invite-only group",
-                                 description="Sign an invite with this node's identity (a member of the group).")
+    invite = commands.add_parser(
+        "invite",
+        help="print an invite to an invite-only group",
+        description="Sign an invite with this node's identity (a member of the group).",
+    )
     invite.add_argument("--group", required=True, metavar="ID", help="the group to invite to")
-    invite.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR", help="where the identity lives")
-    invite.add_argument("--identity", metavar="FILE", help="identity key file (default DATA_DIR/identity.key)")
-    invite.add_argument("--for", dest="for_peer", metavar="PEER_ID", help="only this peer may use it (default anyone)")
-    invite.add_argument("--ttl", type=_positive_float, default=86400.0, metavar="SECONDS",
-                        help="valid for this long (default one day)")
+    invite.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR", help="where the identity lives"
+    )
+    invite.add_argument(
+        "--identity", metavar="FILE", help="identity key file (default DATA_DIR/identity.key)"
+    )
+    invite.add_argument(
+        "--for", dest="for_peer", metavar="PEER_ID", help="only this peer may use it (default anyone)"
+    )
+    invite.add_argument(
+        "--ttl",
+        type=_positive_float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="valid for this long (default one day)",
+    )
     invite.set_defaults(run=cmd_invite)
 
     for sub in (node, groups, mesh, invite):

@@ -21,7 +21,9 @@ from mycelium.net.registry import Registry
 CLIENT_LISTEN = (multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0"),)
 
 
-async def list_groups(bootstrap: Sequence[multiaddr.Multiaddr], task: str, timeout: float) -> list[GroupRecord]:
+async def list_groups(
+    bootstrap: Sequence[multiaddr.Multiaddr], task: str, timeout: float
+) -> list[GroupRecord]:
     """The task's groups as the DHT holds them, read through a throw-away client identity."""
     key_pair = create_new_key_pair()
     config = NetConfig(listen=CLIENT_LISTEN, bootstrap=tuple(bootstrap), bootstrap_timeout=timeout)

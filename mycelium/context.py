@@ -25,7 +25,7 @@ from mycelium.net.host import Stack
 from mycelium.net.records import GroupRecord
 from mycelium.net.registry import Registry
 from mycelium.net.signing import Kind
-from mycelium.net.transfer import TransferService, Traffic
+from mycelium.net.transfer import Traffic, TransferService
 
 if TYPE_CHECKING:
     from mycelium.group import GroupSession
@@ -121,7 +121,10 @@ class NodeContext:
             model = (self.config.data_dir / MODEL_FILE).read_bytes()
         except (OSError, ValueError):
             return None
-        if state.get("task") != self.config.task or state.get("model_fingerprint") != self.learner.fingerprint:
+        if (
+            state.get("task") != self.config.task
+            or state.get("model_fingerprint") != self.learner.fingerprint
+        ):
             return None
         return state, model
 

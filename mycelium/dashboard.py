@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 import trio
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, RenderableType
 from rich.layout import Layout
 from rich.live import Live
 from rich.panel import Panel
@@ -120,7 +120,9 @@ def take_snapshot(node: RunningNode, started: float, rates: tuple[float, float] 
         contributed=len(progress.contributed),
         accuracy=tuple(a for _, a, _ in session.history[-SPARK_WIDTH:]),
         loss=tuple(loss for _, _, loss in session.history[-SPARK_WIDTH:]),
-        candidates=tuple(CandidateRow(c.group_id, c.members, c.advertised, c.measured) for c in learning.candidates),
+        candidates=tuple(
+            CandidateRow(c.group_id, c.members, c.advertised, c.measured) for c in learning.candidates
+        ),
     )
 
 
@@ -137,7 +139,9 @@ def sparkline(values: tuple[float, ...], low: float | None = None, high: float |
     low = min(finite) if low is None else low
     high = max(finite) if high is None else high
     span = (high - low) or 1.0
-    return "".join(SPARK[min(len(SPARK) - 1, max(0, int((v - low) / span * (len(SPARK) - 1))))] for v in finite)
+    return "".join(
+        SPARK[min(len(SPARK) - 1, max(0, int((v - low) / span * (len(SPARK) - 1))))] for v in finite
+    )
 
 
 def _short(peer: str) -> str:
@@ -170,17 +174,22 @@ def render(snap: Snapshot) -> RenderableType:
             tag = " (me)" if row.me else ""
             tag += " ★" if row.leader else ""
             members.add_row(
-                _short(row.peer) + tag, f"{row.last_seen_s:.1f} s ago", str(row.round),
+                _short(row.peer) + tag,
+                f"{row.last_seen_s:.1f} s ago",
+                str(row.round),
                 "-" if not math.isfinite(row.accuracy) else f"{row.accuracy:.3f}",
             )
-        group_title = f"group {snap.group[:8]} {snap.group_name} — {len(snap.members)}/{snap.capacity} members (★ leader)"
+        size = f"{len(snap.members)}/{snap.capacity}"
+        group_title = f"group {snap.group[:8]} {snap.group_name} — {size} members (★ leader)"
         group_panel = Panel(members, title=group_title)
         round_text = Text(
             f"round {snap.round}: {snap.phase}\nannounced {snap.announced}/{len(snap.members)}\n"
             f"received {snap.contributed}/{len(snap.members)}"
         )
     else:
-        group_panel = Panel("not in a group yet: discovering" if snap.learns else "DHT-only peer", title="group")
+        group_panel = Panel(
+            "not in a group yet: discovering" if snap.learns else "DHT-only peer", title="group"
+        )
         round_text = Text("-")
 
     last_accuracy = snap.accuracy[-1] if snap.accuracy else float("nan")
@@ -192,7 +201,8 @@ def render(snap: Snapshot) -> RenderableType:
         overflow="ellipsis",
     )
     traffic = Text(
-        f"in  {_bytes(snap.bytes_in)} ({_bytes(snap.rate_in)}/s)\nout {_bytes(snap.bytes_out)} ({_bytes(snap.rate_out)}/s)"
+        f"in  {_bytes(snap.bytes_in)} ({_bytes(snap.rate_in)}/s)\n"
+        f"out {_bytes(snap.bytes_out)} ({_bytes(snap.rate_out)}/s)"
     )
     candidates = Table(expand=True, box=None)
     for column in ("candidate group", "members", "advertised", "measured here"):
@@ -205,21 +215,32 @@ def render(snap: Snapshot) -> RenderableType:
         Layout(Panel(identity, title="mycelium node"), size=5),
         Layout(name="middle", ratio=2),
         Layout(name="lower", size=5),
-        Layout(Panel(candidates if snap.candidates else Text("none evaluated yet"), title="candidate groups"), size=6),
-        Layout(Panel(Text("\n".join(snap.events), no_wrap=True, overflow="ellipsis"), title="events"),
-               size=EVENT_LINES + 2),
+        Layout(
+            Panel(candidates if snap.candidates else Text("none evaluated yet"), title="candidate groups"),
+            size=6,
+        ),
+        Layout(
+            Panel(Text("\n".join(snap.events), no_wrap=True, overflow="ellipsis"), title="events"),
+            size=EVENT_LINES + 2,
+        ),
     )
-    layout["middle"].split_row(Layout(group_panel, ratio=3), Layout(Panel(round_text, title="round"), ratio=1))
-    layout["lower"].split_row(Layout(Panel(learning, title="learning")), Layout(Panel(traffic, title="traffic")))
+    layout["middle"].split_row(
+        Layout(group_panel, ratio=3), Layout(Panel(round_text, title="round"), ratio=1)
+    )
+    layout["lower"].split_row(
+        Layout(Panel(learning, title="learning")), Layout(Panel(traffic, title="traffic"))
+    )
     return layout
 
 
 def plain_line(snap: Snapshot) -> str:
     accuracy = f"{snap.accuracy[-1]:.3f}" if snap.accuracy else "-"
     group = snap.group[:8] or "-"
-    return (f"{time.strftime('%H:%M:%S')} peers={snap.peers} dht={snap.routing_table} group={group} "
-            f"members={len(snap.members)} round={snap.round} phase={snap.phase or '-'} accuracy={accuracy} "
-            f"in={_bytes(snap.bytes_in)} out={_bytes(snap.bytes_out)}")
+    return (
+        f"{time.strftime('%H:%M:%S')} peers={snap.peers} dht={snap.routing_table} group={group} "
+        f"members={len(snap.members)} round={snap.round} phase={snap.phase or '-'} accuracy={accuracy} "
+        f"in={_bytes(snap.bytes_in)} out={_bytes(snap.bytes_out)}"
+    )
 
 
 async def run_dashboard(node: RunningNode, console: Console | None = None) -> None:
@@ -231,7 +252,10 @@ async def run_dashboard(node: RunningNode, console: Console | None = None) -> No
         nonlocal previous
         now = time.time()
         elapsed = max(now - previous[0], 1e-6)
-        rates = ((node.traffic.bytes_in - previous[1]) / elapsed, (node.traffic.bytes_out - previous[2]) / elapsed)
+        rates = (
+            (node.traffic.bytes_in - previous[1]) / elapsed,
+            (node.traffic.bytes_out - previous[2]) / elapsed,
+        )
         previous = (now, node.traffic.bytes_in, node.traffic.bytes_out)
         return take_snapshot(node, started, rates)
 

@@ -13,7 +13,6 @@ Decisions come from mycelium.policy; this module carries them out.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -23,11 +22,11 @@ from libp2p.peer.id import ID
 
 from mycelium.context import NodeContext
 from mycelium.errors import InvalidMessage, TransferError
+from mycelium.learn import Weights
 from mycelium.learn import codec as tensor_codec
 from mycelium.learn.aggregate import aggregate, get_aggregator
-from mycelium.learn import Weights
 from mycelium.learn.train import update_vector
-from mycelium.net.gossip import Topic, discovery_topic, group_topic, run_topic
+from mycelium.net.gossip import Topic, group_topic, run_topic
 from mycelium.net.records import GroupRecord, Member, Metrics, Policy, invite_problem, record_from_signed
 from mycelium.net.signing import Kind, Signed
 from mycelium.net.transfer import content_hash
@@ -119,7 +118,9 @@ class GroupSession:
         horizon = self.ctx.clock() - self.ctx.config.timing.member_expiry
         listed = self.record.member_ids | {self.ctx.peer_id}
         return frozenset(
-            peer for peer in listed if peer == self.ctx.peer_id or self.members.get(peer, MemberView(0)).last_seen >= horizon
+            peer
+            for peer in listed
+            if peer == self.ctx.peer_id or self.members.get(peer, MemberView(0)).last_seen >= horizon
         )
 
     def leader(self) -> ID:
@@ -177,7 +178,10 @@ class GroupSession:
             self.ctx.remember_addrs(peer, addrs)
 
     def _on_announce(self, author: ID, announce: pb.UpdateAnnounce) -> None:
-        if announce.group_id != self.group_id or not self.round <= announce.round < self.round + ROUNDS_BUFFERED:
+        if (
+            announce.group_id != self.group_id
+            or not self.round <= announce.round < self.round + ROUNDS_BUFFERED
+        ):
             return
         self.announces.setdefault(announce.round, {})[author] = announce
         view = self.members[author]
@@ -357,7 +361,10 @@ class GroupSession:
         ahead = [
             (view.round, peer)
             for peer, view in self.members.items()
-            if peer != self.ctx.peer_id and view.round > self.round and view.model_hash and peer in self.live_members()
+            if peer != self.ctx.peer_id
+            and view.round > self.round
+            and view.model_hash
+            and peer in self.live_members()
         ]
         if not ahead:
             return
@@ -379,7 +386,12 @@ class GroupSession:
         return tensor_codec.encode(weights, tensor_codec.CODECS["fp32"], self.ctx.learner.fingerprint)
 
     async def _train(self) -> tuple[Weights, int, float]:
-        learner, settings, base, number = self.ctx.learner, self.ctx.config.learn.training, self.model, self.round
+        learner, settings, base, number = (
+            self.ctx.learner,
+            self.ctx.config.learn.training,
+            self.model,
+            self.round,
+        )
 
         def work() -> tuple[Weights, int, float]:
             learner.load(base)
@@ -463,7 +475,9 @@ class GroupSession:
         self.progress.phase = "done"
         ctx.checkpoint(self)
 
-    async def _collect(self, number: int, expected: frozenset[ID], announced_at: float) -> tuple[Close, float]:
+    async def _collect(
+        self, number: int, expected: frozenset[ID], announced_at: float
+    ) -> tuple[Close, float]:
         """Fetch others' updates for round `number` until the round-closing policy says stop."""
         timing = self.ctx.config.timing.rounds
         limit = wait_limit(self.lateness, timing)
@@ -490,7 +504,9 @@ class GroupSession:
                         self.progress.announced.add(author)
                         fetchers.start_soon(fetch, author, announce)
                 live = self.live_members()
-                moved_on = any(v.round > number for p, v in self.members.items() if p in live and p != self.ctx.peer_id)
+                moved_on = any(
+                    v.round > number for p, v in self.members.items() if p in live and p != self.ctx.peer_id
+                )
                 decision = close_decision(
                     expected=expected & live | {self.ctx.peer_id},
                     contributed=frozenset(self.contributions),

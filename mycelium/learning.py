@@ -18,8 +18,8 @@ from libp2p.peer.id import ID
 from mycelium.context import NodeContext
 from mycelium.errors import InvalidMessage, JoinRefused, TransferError
 from mycelium.group import GroupSession, Outcome
-from mycelium.learn import codec as tensor_codec
 from mycelium.learn import Weights
+from mycelium.learn import codec as tensor_codec
 from mycelium.net.gossip import run_topic
 from mycelium.net.join import request_join, serve_joins
 from mycelium.net.records import (
@@ -98,7 +98,10 @@ class LearningPeer:
             )
             if plan.action == "join" and plan.came_from:
                 self.migrations += 1
-                ctx.events.emit("migrated", **{"from": plan.came_from, "to": session.group_id, "gain": round(plan.gain, 4)})
+                ctx.events.emit(
+                    "migrated",
+                    **{"from": plan.came_from, "to": session.group_id, "gain": round(plan.gain, 4)},
+                )
             outcome = Outcome("shutdown")
             try:
                 outcome = await session.run(self._between_rounds)
@@ -135,7 +138,9 @@ class LearningPeer:
             return await self._resume(plan)
         if plan.action == "join":
             try:
-                return await self._join_by_id(plan.group_id, attempts=JOIN_ATTEMPTS if not plan.came_from else 1)
+                return await self._join_by_id(
+                    plan.group_id, attempts=JOIN_ATTEMPTS if not plan.came_from else 1
+                )
             except JoinRefused as error:
                 if self.ctx.config.group not in ("auto", "new"):
                     raise
@@ -243,7 +248,9 @@ class LearningPeer:
         for member in others:
             ctx.remember_addrs(member.peer_id, member.addrs)
         first = leader_of(m.peer_id for m in others)
-        queue = [first] + sorted((m.peer_id for m in others if m.peer_id != first), key=lambda p: p.to_bytes())
+        queue = [first] + sorted(
+            (m.peer_id for m in others if m.peer_id != first), key=lambda p: p.to_bytes()
+        )
         asked: set[ID] = set()
         request = pb.JoinRequest(
             group_id=record.group_id,
@@ -357,14 +364,22 @@ class LearningPeer:
                 return
             result = await trio.to_thread.run_sync(ctx.learner.evaluate, ctx.learner.data.validation, model)
             evaluated.append(
-                Candidate(group_id, len(record.members), record.capacity, record.metrics.accuracy, result.accuracy, self._admits_us(record))
+                Candidate(
+                    group_id,
+                    len(record.members),
+                    record.capacity,
+                    record.metrics.accuracy,
+                    result.accuracy,
+                    self._admits_us(record),
+                )
             )
 
         async with trio.open_nursery() as nursery:
             for group_id in worth_evaluating(hints, rules):
                 nursery.start_soon(score, group_id)
         self.candidates = [
-            CandidateView(c.group_id, c.members, c.advertised_accuracy, c.measured_accuracy) for c in evaluated
+            CandidateView(c.group_id, c.members, c.advertised_accuracy, c.measured_accuracy)
+            for c in evaluated
         ]
         return evaluated
 
@@ -405,9 +420,15 @@ class LearningPeer:
 
     async def _consider_migration(self, session: GroupSession) -> Outcome | None:
         ctx = self.ctx
-        own_score = await trio.to_thread.run_sync(ctx.learner.evaluate, ctx.learner.data.validation, session.model)
+        own_score = await trio.to_thread.run_sync(
+            ctx.learner.evaluate, ctx.learner.data.validation, session.model
+        )
         own = Candidate(
-            session.group_id, len(session.live_members()), session.record.capacity, session.accuracy, own_score.accuracy
+            session.group_id,
+            len(session.live_members()),
+            session.record.capacity,
+            session.accuracy,
+            own_score.accuracy,
         )
         # members hear every group's record on the discovery topic; the DHT is asked now and then
         ask_dht = ctx.clock() - self._last_dht_listing >= DHT_LISTING_INTERVAL
@@ -417,4 +438,3 @@ class LearningPeer:
         if decision.move_to is None:
             return None
         return Outcome("migrate", target=decision.move_to, gain=decision.gain)
-

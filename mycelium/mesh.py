@@ -36,21 +36,53 @@ def add_mesh_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=10, help="node processes to start (default 10)")
     parser.add_argument("--rounds", type=int, default=20, help="rounds each node runs (default 20)")
     parser.add_argument("--dataset", choices=("digits", "mnist"), default="digits", help="default digits")
-    parser.add_argument("--partition", default="dirichlet:0.5", help="iid | dirichlet:ALPHA | rotated:K (default dirichlet:0.5)")
+    parser.add_argument(
+        "--partition",
+        default="dirichlet:0.5",
+        help="iid | dirichlet:ALPHA | rotated:K (default dirichlet:0.5)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="partition seed (default 0)")
     parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp", help="default mlp")
-    parser.add_argument("--capacity", type=int, default=10, help="capacity of the groups nodes create (default 10)")
-    parser.add_argument("--out", default="./mycelium-run", metavar="DIR",
-                        help="summary.json, report.png and every node's events (default ./mycelium-run)")
-    parser.add_argument("--kill-at", action="append", default=[], metavar="ROUND:COUNT",
-                        help="SIGKILL COUNT random nodes (never node 0) when a node reaches ROUND; repeatable")
-    parser.add_argument("--join-at", action="append", default=[], metavar="ROUND:COUNT",
-                        help="start COUNT extra nodes when a node reaches ROUND; repeatable")
-    parser.add_argument("--node-arg", action="append", default=[], metavar="ARG",
-                        help="extra argument for every node, e.g. --node-arg=--codec=int8; repeatable")
-    parser.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
-                        help="stop everything after this long (default 1800)")
-    parser.add_argument("--no-live", action="store_true", help="plain progress lines instead of the live view")
+    parser.add_argument(
+        "--capacity", type=int, default=10, help="capacity of the groups nodes create (default 10)"
+    )
+    parser.add_argument(
+        "--out",
+        default="./mycelium-run",
+        metavar="DIR",
+        help="summary.json, report.png and every node's events (default ./mycelium-run)",
+    )
+    parser.add_argument(
+        "--kill-at",
+        action="append",
+        default=[],
+        metavar="ROUND:COUNT",
+        help="SIGKILL COUNT random nodes (never node 0) when a node reaches ROUND; repeatable",
+    )
+    parser.add_argument(
+        "--join-at",
+        action="append",
+        default=[],
+        metavar="ROUND:COUNT",
+        help="start COUNT extra nodes when a node reaches ROUND; repeatable",
+    )
+    parser.add_argument(
+        "--node-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for every node, e.g. --node-arg=--codec=int8; repeatable",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="stop everything after this long (default 1800)",
+    )
+    parser.add_argument(
+        "--no-live", action="store_true", help="plain progress lines instead of the live view"
+    )
 
 
 def _churn(items: list[str], flag: str) -> list[tuple[int, int]]:
@@ -98,7 +130,9 @@ class Mesh:
         self.rng = random.Random(args.seed)
         self.console = Console()
         self.started = time.time()
-        self.title = f"mycelium mesh: {args.nodes} nodes, {args.dataset} {args.partition}, {args.rounds} rounds"
+        self.title = (
+            f"mycelium mesh: {args.nodes} nodes, {args.dataset} {args.partition}, {args.rounds} rounds"
+        )
 
     # --- children -------------------------------------------------------------------------------
 
@@ -106,14 +140,34 @@ class Mesh:
         args = self.args
         node_dir = self.out / "nodes" / f"node-{index}"
         command = [
-            sys.executable, "-m", "mycelium", "node",
-            "--listen", "/ip4/127.0.0.1/tcp/0",
-            "--data-dir", str(node_dir / "data"),
-            "--events", str(node_dir / "events.jsonl"),
-            "--dataset", args.dataset, "--partition", args.partition, "--model", args.model,
-            "--shard", f"{index}/{self.total}", "--seed", str(args.seed),
-            "--rounds", str(rounds), "--capacity", str(args.capacity),
-            "--min-members", str(min(args.nodes, args.capacity)), "--min-members-timeout", "30",
+            sys.executable,
+            "-m",
+            "mycelium",
+            "node",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--data-dir",
+            str(node_dir / "data"),
+            "--events",
+            str(node_dir / "events.jsonl"),
+            "--dataset",
+            args.dataset,
+            "--partition",
+            args.partition,
+            "--model",
+            args.model,
+            "--shard",
+            f"{index}/{self.total}",
+            "--seed",
+            str(args.seed),
+            "--rounds",
+            str(rounds),
+            "--capacity",
+            str(args.capacity),
+            "--min-members",
+            str(min(args.nodes, args.capacity)),
+            "--min-members-timeout",
+            "30",
         ]
         if bootstrap:
             command += ["--bootstrap", bootstrap]
@@ -129,7 +183,9 @@ class Mesh:
         stderr = (node_dir / "stderr.log").open("wb")
         process = subprocess.Popen(
             self._command(index, bootstrap, rounds),
-            stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only libc prctl, before exec
         )
         stderr.close()
@@ -168,7 +224,9 @@ class Mesh:
             if (kind == "listening" and child.addr) or (kind == "joined" and node.group):
                 return
             if child.process.poll() is not None:
-                raise ConfigError(f"node {child.index} exited early; see {child.events.parent / 'stderr.log'}")
+                raise ConfigError(
+                    f"node {child.index} exited early; see {child.events.parent / 'stderr.log'}"
+                )
             time.sleep(POLL)
         raise ConfigError(f"node {child.index} did not report '{kind}' within {timeout:.0f} s")
 
@@ -208,8 +266,10 @@ class Mesh:
         self.out.mkdir(parents=True, exist_ok=True)
         load_dataset(self.args.dataset)  # fails fast if missing, and warms the MNIST cache for the nodes
         outcome = "finished"
-        live = None if self.args.no_live or not self.console.is_terminal else Live(
-            self._view(), console=self.console, refresh_per_second=4, transient=False
+        live = (
+            None
+            if self.args.no_live or not self.console.is_terminal
+            else Live(self._view(), console=self.console, refresh_per_second=4, transient=False)
         )
         try:
             if live:
@@ -249,8 +309,12 @@ class Mesh:
 
     def _finish(self, outcome: str) -> None:
         elapsed = time.time() - self.started
-        extra = {"outcome": outcome, "elapsed_s": round(elapsed, 1), "command": " ".join(sys.argv),
-                 "options": {k: v for k, v in vars(self.args).items() if k != "run"}}
+        extra = {
+            "outcome": outcome,
+            "elapsed_s": round(elapsed, 1),
+            "command": " ".join(sys.argv),
+            "options": {k: v for k, v in vars(self.args).items() if k != "run"},
+        }
         summary = write_summary(self.state, self.out, extra)
         report = write_report(self.state, self.out, self.title)
         print_summary(self.state, f"{self.title} — {outcome} after {elapsed:.0f} s", self.console)
@@ -258,9 +322,11 @@ class Mesh:
 
     def _progress_line(self) -> str:
         summary = self.state.summary()
-        return (f"[{time.time() - self.started:5.0f} s] round {self.state.max_round() + 1}/{self.args.rounds}, "
-                f"mean accuracy {summary['mean_accuracy']}, groups {len(summary['groups'])}, "
-                f"running {sum(c.process.poll() is None for c in self.children.values())}")
+        return (
+            f"[{time.time() - self.started:5.0f} s] round {self.state.max_round() + 1}/{self.args.rounds}, "
+            f"mean accuracy {summary['mean_accuracy']}, groups {len(summary['groups'])}, "
+            f"running {sum(c.process.poll() is None for c in self.children.values())}"
+        )
 
     def _view(self) -> Group:
         colours = group_colours(self.state)
@@ -270,9 +336,14 @@ class Mesh:
         for node in sorted(self.state.nodes.values(), key=lambda n: n.index):
             colour = colours.get(node.group, "white")
             nodes.add_row(
-                str(node.index), f"{90 * node.rotation}°", f"[{colour}]{node.group[:8] or '-'}[/]",
-                str(node.round + 1), "-" if node.accuracy != node.accuracy else f"{node.accuracy:.3f}",
-                str(node.peers), f"{node.bytes_in / 1e6:.1f}/{node.bytes_out / 1e6:.1f}", node.status,
+                str(node.index),
+                f"{90 * node.rotation}°",
+                f"[{colour}]{node.group[:8] or '-'}[/]",
+                str(node.round + 1),
+                "-" if node.accuracy != node.accuracy else f"{node.accuracy:.3f}",
+                str(node.peers),
+                f"{node.bytes_in / 1e6:.1f}/{node.bytes_out / 1e6:.1f}",
+                node.status,
             )
         groups = Table(title="groups", expand=True)
         for column in ("group", "members", "nodes", "model accuracy"):
@@ -280,7 +351,8 @@ class Mesh:
         for group, members in sorted(self.state.groups().items()):
             accuracies = [m.accuracy for m in members if m.accuracy == m.accuracy]
             groups.add_row(
-                f"[{colours.get(group, 'white')}]{group[:8]}[/]", str(len(members)),
+                f"[{colours.get(group, 'white')}]{group[:8]}[/]",
+                str(len(members)),
                 " ".join(str(m.index) for m in sorted(members, key=lambda m: m.index)),
                 f"{sum(accuracies) / len(accuracies):.3f}" if accuracies else "-",
             )

@@ -41,7 +41,9 @@ class NodeState:
             "peer_id": self.peer_id,
             "final_group": self.group,
             "accuracy": None if self.accuracy != self.accuracy else round(self.accuracy, 4),
-            "local_accuracy": None if self.local_accuracy != self.local_accuracy else round(self.local_accuracy, 4),
+            "local_accuracy": None
+            if self.local_accuracy != self.local_accuracy
+            else round(self.local_accuracy, 4),
             "rounds": self.rounds,
             "migrations": self.migrations,
             "bytes_in": self.bytes_in,
@@ -72,7 +74,9 @@ class MeshState:
         elif kind == "migrated":
             node.migrations += 1
             node.moves.append((node.round + 1, event["from"], event["to"]))
-            self.log.append(f"node {index} migrated {event['from'][:8]} → {event['to'][:8]} (gain {event['gain']:+.3f})")
+            self.log.append(
+                f"node {index} migrated {event['from'][:8]} → {event['to'][:8]} (gain {event['gain']:+.3f})"
+            )
         elif kind == "split":
             self.log.append(f"node {index}: group {event['group'][:8]} split, moving to {event['to'][:8]}")
         elif kind == "round":

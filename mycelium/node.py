@@ -52,7 +52,12 @@ class RunningNode:
 
 
 async def _learning_peer(
-    config: NodeConfig, events: EventLog, stack: Stack, key_pair: object, traffic: Traffic, transfer: TransferService
+    config: NodeConfig,
+    events: EventLog,
+    stack: Stack,
+    key_pair: object,
+    traffic: Traffic,
+    transfer: TransferService,
 ) -> LearningPeer:
     # imported here: torch and the data sets load only on nodes that learn
     from mycelium.context import NodeContext
@@ -78,7 +83,11 @@ async def _learning_peer(
         events=events,
         learner=learner,
         discovery=Topic(
-            discovery_topic(config.task), stack.pubsub, key_pair, traffic, frozenset({Kind.GROUP_RECORD})  # type: ignore[arg-type]
+            discovery_topic(config.task),
+            stack.pubsub,
+            key_pair,
+            traffic,
+            frozenset({Kind.GROUP_RECORD}),  # type: ignore[arg-type]
         ),
     )
     return LearningPeer(ctx)

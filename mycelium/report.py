@@ -11,7 +11,18 @@ from rich.table import Table
 
 from mycelium.mesh_state import MeshState
 
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
 
 
 def group_colours(state: MeshState) -> dict[str, str]:
@@ -26,13 +37,33 @@ def group_colours(state: MeshState) -> dict[str, str]:
 
 def summary_table(state: MeshState, title: str) -> Table:
     table = Table(title=title)
-    for column in ("node", "rotation", "peer", "group", "rounds", "accuracy", "local acc", "migrations", "MB in", "MB out", "status"):
+    for column in (
+        "node",
+        "rotation",
+        "peer",
+        "group",
+        "rounds",
+        "accuracy",
+        "local acc",
+        "migrations",
+        "MB in",
+        "MB out",
+        "status",
+    ):
         table.add_column(column, justify="left" if column in ("peer", "group", "status") else "right")
     for node in sorted(state.nodes.values(), key=lambda n: n.index):
         table.add_row(
-            str(node.index), f"{90 * node.rotation}°", node.peer_id[-8:], node.group[:8], str(node.rounds),
-            _fmt(node.accuracy), _fmt(node.local_accuracy), str(node.migrations),
-            f"{node.bytes_in / 1e6:.2f}", f"{node.bytes_out / 1e6:.2f}", node.status,
+            str(node.index),
+            f"{90 * node.rotation}°",
+            node.peer_id[-8:],
+            node.group[:8],
+            str(node.rounds),
+            _fmt(node.accuracy),
+            _fmt(node.local_accuracy),
+            str(node.migrations),
+            f"{node.bytes_in / 1e6:.2f}",
+            f"{node.bytes_out / 1e6:.2f}",
+            node.status,
         )
     return table
 
@@ -64,12 +95,25 @@ def write_report(state: MeshState, out: Path, title: str) -> Path:
         if len(history) == 1:
             axis.scatter([history[0][0]], [history[0][1]], color=colours.get(history[0][2], "grey"), s=8)
         if history and sum(n.history[-1:] == history[-1:] for n in state.nodes.values()) == 1:
-            axis.annotate(str(node.index), (history[-1][0], history[-1][1]), fontsize=7, xytext=(3, 0),
-                          textcoords="offset points")  # label a line's end unless others end there too
+            axis.annotate(
+                str(node.index),
+                (history[-1][0], history[-1][1]),
+                fontsize=7,
+                xytext=(3, 0),
+                textcoords="offset points",
+            )  # label a line's end unless others end there too
         for round_number, _, target in node.moves:
             accuracy = next((a for r, a, _ in history if r >= round_number), history[-1][1] if history else 0)
-            axis.scatter([round_number], [accuracy], marker="*", s=90, color=colours.get(target, "black"),
-                         edgecolors="black", linewidths=0.5, zorder=5)
+            axis.scatter(
+                [round_number],
+                [accuracy],
+                marker="*",
+                s=90,
+                color=colours.get(target, "black"),
+                edgecolors="black",
+                linewidths=0.5,
+                zorder=5,
+            )
     for group, colour in colours.items():
         axis.plot([], [], color=colour, label=f"group {group[:8]}")
     if any(node.moves for node in state.nodes.values()):

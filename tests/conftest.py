@@ -29,10 +29,23 @@ class NodeProcess:
         self.args = args
         self.events_path = self.dir / f"events-{int(time.time() * 1000)}.jsonl"
         self.stderr_path = self.events_path.with_suffix(".err")
-        command = [sys.executable, "-m", "mycelium", "node", "--listen", LOOPBACK,
-                   "--data-dir", str(self.data_dir), "--events", str(self.events_path), *args]
+        command = [
+            sys.executable,
+            "-m",
+            "mycelium",
+            "node",
+            "--listen",
+            LOOPBACK,
+            "--data-dir",
+            str(self.data_dir),
+            "--events",
+            str(self.events_path),
+            *args,
+        ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.stderr_path.open("w"), env=env)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=self.stderr_path.open("w"), env=env
+        )
 
     def events(self) -> list[Event]:
         if not self.events_path.exists():
@@ -40,7 +53,9 @@ class NodeProcess:
         lines = self.events_path.read_text().splitlines()
         return [json.loads(line) for line in lines if line.endswith("}")]
 
-    def wait_for(self, predicate: Callable[[Event], bool] | str, timeout: float = 60.0, after: int = 0) -> Event:
+    def wait_for(
+        self, predicate: Callable[[Event], bool] | str, timeout: float = 60.0, after: int = 0
+    ) -> Event:
         """The first event (from index `after`) matching `predicate` (or with that name)."""
         test = (lambda e: e["event"] == predicate) if isinstance(predicate, str) else predicate
         deadline = time.monotonic() + timeout
@@ -52,9 +67,12 @@ class NodeProcess:
                 for event in self.events()[after:]:
                     if test(event):
                         return event
-                raise AssertionError(f"{self.name} exited ({self.process.returncode}) before the event: {self.stderr()[-2000:]}")
+                code = self.process.returncode
+                raise AssertionError(f"{self.name} exited ({code}) before the event: {self.stderr()[-2000:]}")
             time.sleep(0.1)
-        raise AssertionError(f"{self.name}: no such event within {timeout} s; stderr: {self.stderr()[-2000:]}")
+        raise AssertionError(
+            f"{self.name}: no such event within {timeout} s; stderr: {self.stderr()[-2000:]}"
+        )
 
     @property
     def addr(self) -> str:
@@ -102,4 +120,6 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
 
 
 def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mycelium", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mycelium", *args], capture_output=True, text=True, timeout=timeout
+    )

@@ -29,8 +29,19 @@ def test_a_bootstrap_address_without_peer_id_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_bootstrap_peer_fails_naming_the_address_and_why(tmp_path: Path) -> None:
-    result = run_cli("node", "--data-dir", str(tmp_path), "--listen", "/ip4/127.0.0.1/tcp/0",
-                     "--group", "none", "--bootstrap", UNREACHABLE, "--bootstrap-timeout", "3")
+    result = run_cli(
+        "node",
+        "--data-dir",
+        str(tmp_path),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--group",
+        "none",
+        "--bootstrap",
+        UNREACHABLE,
+        "--bootstrap-timeout",
+        "3",
+    )
     assert result.returncode == 1
     line = one_line_error(result)
     assert "could not reach any bootstrap peer within 3 s" in line
@@ -52,7 +63,9 @@ def test_an_address_already_in_use_is_one_line(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli("node", "--data-dir", str(tmp_path), "--group", "none", "--listen", f"/ip4/127.0.0.1/tcp/{port}")
+        result = run_cli(
+            "node", "--data-dir", str(tmp_path), "--group", "none", "--listen", f"/ip4/127.0.0.1/tcp/{port}"
+        )
     assert result.returncode == 2
     assert "cannot listen on" in one_line_error(result)
 

@@ -37,6 +37,10 @@ def test_a_missing_identity_is_a_clear_error_where_one_is_required(tmp_path: Pat
 
 
 def test_generated_protobuf_code_matches_the_proto_file() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "proto" / "generate.py"), "--check"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "proto" / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -61,7 +61,8 @@ def test_krum_with_fewer_than_three_updates_is_fedavg() -> None:
 def test_every_rule_is_bit_identical_for_the_same_inputs(name: str) -> None:
     rng = np.random.default_rng(1)
     contributions = [
-        (OrderedDict(x=rng.standard_normal((30, 7)).astype(np.float32)), int(rng.integers(1, 100))) for _ in range(6)
+        (OrderedDict(x=rng.standard_normal((30, 7)).astype(np.float32)), int(rng.integers(1, 100)))
+        for _ in range(6)
     ]
     first = aggregate(AGGREGATORS[name], contributions)
     again = aggregate(AGGREGATORS[name], [(OrderedDict(x=c["x"].copy()), n) for c, n in contributions])
@@ -171,7 +172,9 @@ def test_each_node_keeps_disjoint_train_validation_and_test_parts() -> None:
     data = node_data("digits", parse_partition("iid"), 2, 5, seed=0)
     sizes = [len(data.train), len(data.validation), len(data.test)]
     assert min(sizes) > 0 and len(data.common_test) == 359
-    parts = [set(map(bytes, part.x.reshape(len(part), -1))) for part in (data.train, data.validation, data.test)]
+    parts = [
+        set(map(bytes, part.x.reshape(len(part), -1))) for part in (data.train, data.validation, data.test)
+    ]
     assert not (parts[0] & parts[1]) and not (parts[0] & parts[2])
 
 
@@ -192,7 +195,11 @@ def test_bad_shards_are_config_errors() -> None:
 
 
 def test_fingerprints_differ_by_architecture_and_input_size() -> None:
-    prints = {fingerprint(name, get_weights(build_model(name, side, 0))) for name in ("mlp", "cnn") for side in (8, 28)}
+    prints = {
+        fingerprint(name, get_weights(build_model(name, side, 0)))
+        for name in ("mlp", "cnn")
+        for side in (8, 28)
+    }
     assert len(prints) == 4
 
 
@@ -203,7 +210,9 @@ def test_local_training_improves_accuracy_and_is_reproducible() -> None:
         learner = Learner("mlp", data, seed=7)
         before = learner.evaluate(data.common_test).accuracy
         learner.train(TrainSettings(local_epochs=3, batch_size=32, lr=0.1), round_number=0)
-        results.append((before, learner.evaluate(data.common_test).accuracy, learner.weights()["1.weight"].tobytes()))
+        results.append(
+            (before, learner.evaluate(data.common_test).accuracy, learner.weights()["1.weight"].tobytes())
+        )
     assert results[0][1] > results[0][0] + 0.3
     assert results[0] == results[1]
 

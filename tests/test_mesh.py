@@ -30,7 +30,9 @@ def test_a_small_mesh_writes_its_summary_and_report_and_leaves_no_process(tmp_pa
     out = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "-m", "mycelium", "mesh", "--nodes", "4", "--rounds", "5", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -49,8 +51,22 @@ def test_a_small_mesh_writes_its_summary_and_report_and_leaves_no_process(tmp_pa
 def test_ctrl_c_stops_every_node_and_still_writes_what_was_gathered(tmp_path: Path) -> None:
     out = tmp_path / "run"
     mesh = subprocess.Popen(
-        [sys.executable, "-m", "mycelium", "mesh", "--nodes", "3", "--rounds", "500", "--out", str(out), "--no-live"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mycelium",
+            "mesh",
+            "--nodes",
+            "3",
+            "--rounds",
+            "500",
+            "--out",
+            str(out),
+            "--no-live",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         events = out / "nodes" / "node-0" / "events.jsonl"
@@ -73,8 +89,21 @@ def test_ctrl_c_stops_every_node_and_still_writes_what_was_gathered(tmp_path: Pa
 def test_killing_the_launcher_takes_its_nodes_with_it(tmp_path: Path) -> None:
     out = tmp_path / "run"
     mesh = subprocess.Popen(
-        [sys.executable, "-m", "mycelium", "mesh", "--nodes", "2", "--rounds", "500", "--out", str(out), "--no-live"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mycelium",
+            "mesh",
+            "--nodes",
+            "2",
+            "--rounds",
+            "500",
+            "--out",
+            str(out),
+            "--no-live",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
     while time.time() < deadline and len(children_of(out)) < 2:

@@ -27,27 +27,73 @@ ROUND_CASES = [
     ("everyone in", EVERYONE, EVERYONE, EVERYONE, 0.1, 10.0, False, Close.ALL_IN),
     ("alone", frozenset({A}), frozenset({A}), frozenset({A}), 0.0, 10.0, False, Close.ALL_IN),
     ("one missing, before deadline", EVERYONE, EVERYONE - {D}, EVERYONE, 5.0, 10.0, False, Close.WAIT),
-    ("one missing, after deadline, quorum", EVERYONE, EVERYONE - {D}, EVERYONE, 10.0, 10.0, False, Close.DEADLINE),
+    (
+        "one missing, after deadline, quorum",
+        EVERYONE,
+        EVERYONE - {D},
+        EVERYONE,
+        10.0,
+        10.0,
+        False,
+        Close.DEADLINE,
+    ),
     ("half in is a quorum", EVERYONE, frozenset({A, B}), EVERYONE, 11.0, 10.0, False, Close.DEADLINE),
-    ("below quorum after deadline keeps waiting", EVERYONE, frozenset({A}), EVERYONE, 11.0, 10.0, False, Close.WAIT),
+    (
+        "below quorum after deadline keeps waiting",
+        EVERYONE,
+        frozenset({A}),
+        EVERYONE,
+        11.0,
+        10.0,
+        False,
+        Close.WAIT,
+    ),
     ("below quorum, group moved on", EVERYONE, frozenset({A}), EVERYONE, 11.0, 10.0, True, Close.MOVED_ON),
     ("moved on but before deadline", EVERYONE, frozenset({A}), EVERYONE, 2.0, 10.0, True, Close.WAIT),
-    ("dead member left the live set", EVERYONE - {D}, EVERYONE - {D}, EVERYONE - {D}, 1.0, 10.0, False, Close.ALL_IN),
+    (
+        "dead member left the live set",
+        EVERYONE - {D},
+        EVERYONE - {D},
+        EVERYONE - {D},
+        1.0,
+        10.0,
+        False,
+        Close.ALL_IN,
+    ),
     ("ceiling ends any wait", EVERYONE, frozenset({A}), EVERYONE, 120.0, 10.0, False, Close.CEILING),
-    ("newcomer's update is a bonus", frozenset({A, B}), frozenset({A, B}), EVERYONE, 0.0, 10.0, False, Close.ALL_IN),
+    (
+        "newcomer's update is a bonus",
+        frozenset({A, B}),
+        frozenset({A, B}),
+        EVERYONE,
+        0.0,
+        10.0,
+        False,
+        Close.ALL_IN,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "expected", "contributed", "live", "waited", "limit", "moved", "decision"), ROUND_CASES)
+@pytest.mark.parametrize(
+    ("case", "expected", "contributed", "live", "waited", "limit", "moved", "decision"), ROUND_CASES
+)
 def test_round_closing(case, expected, contributed, live, waited, limit, moved, decision) -> None:  # type: ignore[no-untyped-def]
     assert close_decision(expected, contributed, live, waited, limit, T, moved) is decision, case
 
 
 @pytest.mark.parametrize(
     ("lateness", "limit"),
-    [([], 15.0), ([0.1, 0.2, 0.1], 3.0), ([4.0, 5.0, 6.0], 10.0), ([100.0], 120.0), ([9, 9, 9, 9, 9, 1, 1, 1, 1, 1], 3.0)],
+    [
+        ([], 15.0),
+        ([0.1, 0.2, 0.1], 3.0),
+        ([4.0, 5.0, 6.0], 10.0),
+        ([100.0], 120.0),
+        ([9, 9, 9, 9, 9, 1, 1, 1, 1, 1], 3.0),
+    ],
 )
-def test_the_wait_adapts_to_recent_rounds_within_floor_and_ceiling(lateness: list[float], limit: float) -> None:
+def test_the_wait_adapts_to_recent_rounds_within_floor_and_ceiling(
+    lateness: list[float], limit: float
+) -> None:
     assert wait_limit(lateness, T) == limit
 
 
@@ -58,8 +104,16 @@ def test_quorum_is_half_the_live_members_rounded_up(live: int, size: int) -> Non
 
 # --- admission -----------------------------------------------------------------------------------
 
-BASE = JoinCase(is_leader=True, already_member=False, fingerprint_matches=True, invite_only=False,
-                invite_problem=None, invite_presented=False, members=3, capacity=10)
+BASE = JoinCase(
+    is_leader=True,
+    already_member=False,
+    fingerprint_matches=True,
+    invite_only=False,
+    invite_problem=None,
+    invite_presented=False,
+    members=3,
+    capacity=10,
+)
 ADMISSION_CASES = [
     ("open group with room", {}, Verdict.ADMIT),
     ("full", {"members": 10}, Verdict.FULL),
@@ -67,9 +121,17 @@ ADMISSION_CASES = [
     ("other model", {"fingerprint_matches": False}, Verdict.WRONG_MODEL),
     ("member asking again", {"already_member": True, "members": 10}, Verdict.ALREADY_MEMBER),
     ("invite-only without invite", {"invite_only": True}, Verdict.NEEDS_INVITE),
-    ("invite-only, bad invite", {"invite_only": True, "invite_presented": True, "invite_problem": "expired"}, Verdict.BAD_INVITE),
+    (
+        "invite-only, bad invite",
+        {"invite_only": True, "invite_presented": True, "invite_problem": "expired"},
+        Verdict.BAD_INVITE,
+    ),
     ("invite-only, good invite", {"invite_only": True, "invite_presented": True}, Verdict.ADMIT),
-    ("invite-only, good invite, full", {"invite_only": True, "invite_presented": True, "members": 10}, Verdict.FULL),
+    (
+        "invite-only, good invite, full",
+        {"invite_only": True, "invite_presented": True, "members": 10},
+        Verdict.FULL,
+    ),
     ("invite-only asks a non-leader", {"invite_only": True, "is_leader": False}, Verdict.REDIRECT),
 ]
 
@@ -91,9 +153,17 @@ def test_every_member_computes_the_same_leader() -> None:
 R = GroupRules(credibility_slack=0.15, threshold=0.02, patience=2, cooldown_rounds=5, merge_tolerance=0.01)
 
 
-def cand(group: str, measured: float, advertised: float | None = None, members: int = 3, capacity: int = 10,
-         admits: bool = True) -> Candidate:
-    return Candidate(group, members, capacity, measured if advertised is None else advertised, measured, admits)
+def cand(
+    group: str,
+    measured: float,
+    advertised: float | None = None,
+    members: int = 3,
+    capacity: int = 10,
+    admits: bool = True,
+) -> Candidate:
+    return Candidate(
+        group, members, capacity, measured if advertised is None else advertised, measured, admits
+    )
 
 
 def test_a_group_advertising_0_99_with_a_random_model_is_not_credible() -> None:
@@ -115,8 +185,13 @@ def test_a_young_honest_group_is_joined() -> None:
 
 
 def test_choose_skips_full_and_closed_groups_and_breaks_ties_by_size_then_id() -> None:
-    groups = [cand("full", 0.95, members=10), cand("closed", 0.95, admits=False),
-              cand("small", 0.80, members=2), cand("big", 0.80, members=6), cand("also-big", 0.80, members=6)]
+    groups = [
+        cand("full", 0.95, members=10),
+        cand("closed", 0.95, admits=False),
+        cand("small", 0.80, members=2),
+        cand("big", 0.80, members=6),
+        cand("also-big", 0.80, members=6),
+    ]
     assert choose_group(groups, R) == "also-big"
 
 
@@ -150,7 +225,11 @@ def test_migration_waits_out_the_cooldown_after_a_move() -> None:
 
 
 def test_migration_ignores_liars_full_groups_and_our_own_group() -> None:
-    lures = [cand("liar", 0.83, advertised=0.99, members=1), cand("full", 0.99, members=10), cand("own", 0.99)]
+    lures = [
+        cand("liar", 0.83, advertised=0.99, members=1),
+        cand("full", 0.99, members=10),
+        cand("own", 0.99),
+    ]
     state = MigrationState(target="liar", streak=3)
     decision = migration_step(state, 50, OWN, [*lures, cand("liar2", 0.5, advertised=0.99)], R)
     assert decision.move_to is None
@@ -160,7 +239,9 @@ def test_equal_groups_merge_one_way_only() -> None:
     a, b = cand("a", 0.80, members=3), cand("b", 0.80, members=3)
     state = MigrationState(target="a", streak=1)
     assert migration_step(state, 20, b, [a], R).move_to == "a"  # b's members move to a (lower id) ...
-    assert migration_step(MigrationState(target="b", streak=1), 20, a, [b], R).move_to is None  # ... never back
+    assert (
+        migration_step(MigrationState(target="b", streak=1), 20, a, [b], R).move_to is None
+    )  # ... never back
 
 
 def test_small_groups_merge_into_a_bigger_equally_good_one() -> None:

@@ -114,12 +114,18 @@ REJECTED = {
     "key of another peer than the author": (_claims_another_author, "does not belong"),
     "signer neither creator nor member": (lambda r: r.seal(OUTSIDER), "neither the creator nor a member"),
     "expired": (lambda r: replace(r, expires_at=NOW - 1).seal(CREATOR), "expired"),
-    "dated in the future": (lambda r: replace(r, updated_at=NOW + 3600, expires_at=NOW + 3700).seal(CREATOR), "future"),
+    "dated in the future": (
+        lambda r: replace(r, updated_at=NOW + 3600, expires_at=NOW + 3700).seal(CREATOR),
+        "future",
+    ),
     "expiring too far ahead": (lambda r: replace(r, expires_at=NOW + 10 * 86400).seal(CREATOR), "too far"),
     "unknown schema version": (_unknown_schema, "schema version"),
     "random bytes": (lambda r: os.urandom(200), "undecodable|expected"),
     "empty value": (lambda r: b"", "schema version"),
-    "oversized": (lambda r: replace(r, name="x" * 100).seal(CREATOR) + bytes(MAX_GROUP_RECORD_BYTES), "exceeds"),
+    "oversized": (
+        lambda r: replace(r, name="x" * 100).seal(CREATOR) + bytes(MAX_GROUP_RECORD_BYTES),
+        "exceeds",
+    ),
     "group id not bound to creator": (lambda r: replace(r, nonce=b"m" * 16).seal(CREATOR), "not bound"),
     "more members than capacity": (lambda r: replace(r, capacity=1).seal(CREATOR), "exceed the capacity"),
     "member listed twice": (
@@ -169,7 +175,9 @@ def test_select_never_picks_an_invalid_value_over_a_valid_one() -> None:
     record = make_record()
     assert select_newest(key_of(record), [record.seal(CREATOR), os.urandom(50)], NOW) == 0
     expired_but_newer = replace(record, updated_at=NOW + 1, expires_at=NOW + 2)
-    assert select_newest(key_of(record), [record.seal(CREATOR), expired_but_newer.seal(CREATOR)], NOW + 3) == 0
+    assert (
+        select_newest(key_of(record), [record.seal(CREATOR), expired_but_newer.seal(CREATOR)], NOW + 3) == 0
+    )
 
 
 def test_successor_is_always_newer_even_when_the_clock_lags() -> None:
@@ -209,9 +217,14 @@ def test_invites_admit_only_whom_they_name_while_signed_by_a_member() -> None:
     assert invite_problem(for_outsider, group, pid(OUTSIDER), members, NOW) is None
     assert invite_problem(for_outsider, group, pid(CREATOR), members, NOW) == "invite is for another peer"
     assert invite_problem(for_outsider, group, pid(OUTSIDER), members, NOW + 61) == "invite expired"
-    assert invite_problem(for_outsider, "0" * 32, pid(OUTSIDER), members, NOW) == "invite is for another group"
+    assert (
+        invite_problem(for_outsider, "0" * 32, pid(OUTSIDER), members, NOW) == "invite is for another group"
+    )
     self_signed = make_invite(OUTSIDER, group, None, NOW + 60, b"y" * 8)
-    assert invite_problem(self_signed, group, pid(OUTSIDER), members, NOW) == "invite not signed by a current member"
+    assert (
+        invite_problem(self_signed, group, pid(OUTSIDER), members, NOW)
+        == "invite not signed by a current member"
+    )
     assert "undecodable" in (invite_problem(b"\xff" * 20, group, pid(OUTSIDER), members, NOW) or "")
 
 
@@ -225,7 +238,9 @@ def test_decoding_arbitrary_bytes_raises_only_invalid_message(data: bytes) -> No
 
 @settings(max_examples=200, deadline=None)
 @given(st.integers(min_value=0, max_value=400), st.binary(min_size=1, max_size=8))
-def test_flipping_bytes_of_a_signed_record_never_yields_an_accepted_forgery(position: int, noise: bytes) -> None:
+def test_flipping_bytes_of_a_signed_record_never_yields_an_accepted_forgery(
+    position: int, noise: bytes
+) -> None:
     record = make_record()
     data = bytearray(record.seal(CREATOR))
     index = position % len(data)
@@ -237,4 +252,3 @@ def test_flipping_bytes_of_a_signed_record_never_yields_an_accepted_forgery(posi
     except InvalidMessage:
         return
     assert decoded == record  # only a change in an ignored byte (e.g. unknown field) may pass
-

@@ -92,9 +92,20 @@ def _attacker_record(key_pair, **changes) -> GroupRecord:  # type: ignore[no-unt
     peer = ID.from_pubkey(key_pair.public_key)
     now = time.time()
     record = GroupRecord(
-        group_id=group_id_for(peer, b"a" * 16), task="digits-mlp", name="attacker", model_fingerprint="mlp:x",
-        policy=Policy.OPEN, capacity=10, round=0, members=(Member(peer, now, now),), metrics=Metrics(accuracy=0.99),
-        version=1, updated_at=now, expires_at=now + 60, creator=peer, nonce=b"a" * 16,
+        group_id=group_id_for(peer, b"a" * 16),
+        task="digits-mlp",
+        name="attacker",
+        model_fingerprint="mlp:x",
+        policy=Policy.OPEN,
+        capacity=10,
+        round=0,
+        members=(Member(peer, now, now),),
+        metrics=Metrics(accuracy=0.99),
+        version=1,
+        updated_at=now,
+        expires_at=now + 60,
+        creator=peer,
+        nonce=b"a" * 16,
     )
     return replace(record, **changes)
 
@@ -129,7 +140,11 @@ def test_forged_expired_oversized_and_random_records_are_rejected_by_every_node(
             record = decode_group_record(honest[peers[0]], time.time(), group)
             forged = pb.Envelope()
             forged.ParseFromString(honest[peers[0]])
-            forged.payload = replace(record, version=record.version + 100, updated_at=time.time() + 1).to_proto().SerializeToString()
+            forged.payload = (
+                replace(record, version=record.version + 100, updated_at=time.time() + 1)
+                .to_proto()
+                .SerializeToString()
+            )
             bad_values = {
                 "forged signature": forged.SerializeToString(),
                 "signed by a non-member": replace(record, version=record.version + 100).seal(key_pair),
@@ -142,11 +157,17 @@ def test_forged_expired_oversized_and_random_records_are_rejected_by_every_node(
                     assert await stored(peer) == honest[peer], f"{reason} replaced the honest record"
             own_key = group_key(_attacker_record(key_pair).group_id).encode()
             for reason, value in {
-                "expired": _attacker_record(key_pair, updated_at=time.time() - 120, expires_at=time.time() - 60).seal(key_pair),
-                "dated in the future": _attacker_record(key_pair, updated_at=time.time() + 3600).seal(key_pair),
+                "expired": _attacker_record(
+                    key_pair, updated_at=time.time() - 120, expires_at=time.time() - 60
+                ).seal(key_pair),
+                "dated in the future": _attacker_record(key_pair, updated_at=time.time() + 3600).seal(
+                    key_pair
+                ),
                 "oversized": _padded(_attacker_record(key_pair), 40_000, key_pair),
             }.items():
-                results[reason] = [await dht.value_store._store_at_peer(peer, own_key, value) for peer in peers]
+                results[reason] = [
+                    await dht.value_store._store_at_peer(peer, own_key, value) for peer in peers
+                ]
                 assert [await stored(peer, own_key) for peer in peers] == [None] * len(peers), reason
             control = _attacker_record(key_pair).seal(key_pair)
             results["control: a valid record of our own"] = [

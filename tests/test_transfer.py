@@ -30,9 +30,19 @@ class DiesHalfway(TransferService):
         request = decode_exact(pb.TransferRequest, await FrameReader(stream).read_frame(256))
         data = self.store.get(request.content_hash)
         assert data is not None
-        await stream.write(frame(pb.TransferResponse(status=pb.TransferResponse.OK, total_size=len(data)).SerializeToString()))
+        await stream.write(
+            frame(
+                pb.TransferResponse(status=pb.TransferResponse.OK, total_size=len(data)).SerializeToString()
+            )
+        )
         for offset in range(0, len(data) // 2, transfer.CHUNK_BYTES):
-            await stream.write(frame(pb.ModelChunk(offset=offset, data=data[offset : offset + transfer.CHUNK_BYTES]).SerializeToString()))
+            await stream.write(
+                frame(
+                    pb.ModelChunk(
+                        offset=offset, data=data[offset : offset + transfer.CHUNK_BYTES]
+                    ).SerializeToString()
+                )
+            )
             self._traffic.bytes_out += len(data[offset : offset + transfer.CHUNK_BYTES])
         raise ConnectionResetError("serving peer died")
 
@@ -44,9 +54,19 @@ class Corrupts(TransferService):
         request = decode_exact(pb.TransferRequest, await FrameReader(stream).read_frame(256))
         data = bytearray(self.store.get(request.content_hash) or b"")
         data[len(data) // 3] ^= 0xFF
-        await stream.write(frame(pb.TransferResponse(status=pb.TransferResponse.OK, total_size=len(data)).SerializeToString()))
+        await stream.write(
+            frame(
+                pb.TransferResponse(status=pb.TransferResponse.OK, total_size=len(data)).SerializeToString()
+            )
+        )
         for offset in range(request.offset, len(data), transfer.CHUNK_BYTES):
-            await stream.write(frame(pb.ModelChunk(offset=offset, data=bytes(data[offset : offset + transfer.CHUNK_BYTES])).SerializeToString()))
+            await stream.write(
+                frame(
+                    pb.ModelChunk(
+                        offset=offset, data=bytes(data[offset : offset + transfer.CHUNK_BYTES])
+                    ).SerializeToString()
+                )
+            )
 
 
 async def _hosts(stack: AsyncExitStack, kinds: list[type[TransferService]]):  # type: ignore[no-untyped-def]

@@ -64,7 +64,10 @@ def krum(contributions: Sequence[Contribution]) -> Weights:
         return fedavg(contributions)
     byzantine = (n - 3) // 2
     flat = np.stack(
-        [np.concatenate([w.astype(np.float64).ravel() for w in weights.values()]) for weights, _ in contributions]
+        [
+            np.concatenate([w.astype(np.float64).ravel() for w in weights.values()])
+            for weights, _ in contributions
+        ]
     )
     norms = (flat**2).sum(axis=1)
     squared = np.maximum(norms[:, None] + norms[None, :] - 2 * flat @ flat.T, 0.0)

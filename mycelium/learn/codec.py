@@ -79,9 +79,7 @@ def encode(weights: Mapping[str, np.ndarray], codec: Codec, model_fingerprint: s
     return blob.SerializeToString(deterministic=True)
 
 
-def decode(
-    data: bytes, model_fingerprint: str, shapes: Mapping[str, tuple[int, ...]]
-) -> Weights:
+def decode(data: bytes, model_fingerprint: str, shapes: Mapping[str, tuple[int, ...]]) -> Weights:
     """Decode a blob that must match `model_fingerprint` and exactly the tensor `shapes`."""
     blob = decode_exact(pb.ModelBlob, data)
     if blob.model_fingerprint != model_fingerprint:
@@ -100,7 +98,8 @@ def decode(
             raise InvalidMessage(f"unknown codec {tensor.codec} for tensor {tensor.name}")
         count = int(np.prod(shape))
         if len(tensor.data) != count * codec.bytes_per_value:
-            raise InvalidMessage(f"tensor {tensor.name} holds {len(tensor.data)} bytes, expected {count * codec.bytes_per_value}")
+            expected = count * codec.bytes_per_value
+            raise InvalidMessage(f"tensor {tensor.name} holds {len(tensor.data)} bytes, expected {expected}")
         if not np.isfinite(tensor.scale):
             raise InvalidMessage(f"tensor {tensor.name} has a non-finite scale")
         values = codec.decode(tensor.data, tensor.scale, count).reshape(shape)

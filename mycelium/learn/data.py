@@ -175,7 +175,9 @@ def partition_indices(labels: np.ndarray, partition: Partition, nodes: int, seed
                 shard.extend(part.tolist())
         if min(len(s) for s in shards) >= MIN_SHARD:
             return [np.sort(np.array(s, dtype=np.int64)) for s in shards]
-    raise ConfigError(f"dirichlet:{partition.alpha:g} could not give every one of {nodes} shards {MIN_SHARD} samples")
+    raise ConfigError(
+        f"dirichlet:{partition.alpha:g} could not give every one of {nodes} shards {MIN_SHARD} samples"
+    )
 
 
 def rotate(split: Split, quarter_turns: int) -> Split:

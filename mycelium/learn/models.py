@@ -18,9 +18,7 @@ CLASSES = 10
 
 
 def _mlp(side: int) -> nn.Module:
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(side * side, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, CLASSES)
-    )
+    return nn.Sequential(nn.Flatten(), nn.Linear(side * side, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, CLASSES))
 
 
 def _cnn(side: int) -> nn.Module:

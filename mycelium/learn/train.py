@@ -12,10 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mycelium.learn.data import NodeData, Split
 from mycelium.learn import Weights
+from mycelium.learn.data import NodeData, Split
 from mycelium.learn.models import build_model, fingerprint, get_weights, set_weights, shapes_of
-
 
 EVAL_BATCH = 2048
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import trio
 from libp2p.crypto.keys import KeyPair
 from libp2p.peer.id import ID
-from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
 
 from mycelium.errors import InvalidMessage
 from mycelium.net.signing import Signed, open_envelope, seal

@@ -66,15 +66,14 @@ def parse_multiaddr(text: str, *, what: str, need_peer_id: bool = False) -> mult
     """Parse a multiaddr from user input; ConfigError with one clear line when malformed."""
     try:
         addr = multiaddr.Multiaddr(text)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - multiaddr raises several unrelated types
         raise ConfigError(f"{what} {text!r} is not a valid multiaddr: {error}") from None
     if need_peer_id:
         try:
             info_from_p2p_addr(addr)
-        except Exception:
+        except Exception:  # noqa: BLE001 - as above
             raise ConfigError(
-                f"{what} {text!r} must end with /p2p/<peer id>, "
-                "e.g. /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW..."
+                f"{what} {text!r} must end with /p2p/<peer id>, e.g. /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW..."
             ) from None
     return addr
 
@@ -108,9 +107,7 @@ def build_host(key_pair: KeyPair, announce: Sequence[multiaddr.Multiaddr] = ()) 
     return new_host(
         key_pair=key_pair,
         sec_opt={
-            NOISE_PROTOCOL_ID: NoiseTransport(
-                key_pair, noise_privkey=create_x25519_key_pair().private_key
-            )
+            NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
         },
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         # one connection per peer also skips py-libp2p's fixed 250 ms happy-eyeballs wait
@@ -312,4 +309,3 @@ async def _disconnect_all(host: IHost) -> None:
     async with trio.open_nursery() as nursery:
         for peer in list(host.get_connected_peers()):
             nursery.start_soon(disconnect, peer)
-

@@ -44,9 +44,7 @@ def _load(path: Path) -> KeyPair:
     except OSError as error:
         raise IdentityError(f"cannot read identity key {path}: {error.strerror}") from None
     if len(seed) != SEED_BYTES:
-        raise IdentityError(
-            f"identity key {path} holds {len(seed)} bytes, expected a {SEED_BYTES}-byte seed"
-        )
+        raise IdentityError(f"identity key {path} holds {len(seed)} bytes, expected a {SEED_BYTES}-byte seed")
     return create_new_key_pair(seed)
 
 

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 from libp2p.abc import IHost, INetStream
-from libp2p.custom_types import TProtocol
 from libp2p.crypto.keys import KeyPair
+from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
 from mycelium.errors import InvalidMessage, JoinRefused, TransferError
@@ -34,7 +34,9 @@ def serve_joins(host: IHost, key_pair: KeyPair, decide: JoinHandler) -> None:
         try:
             with trio.fail_after(JOIN_TIMEOUT):
                 remote = stream.muxed_conn.peer_id
-                signed = open_envelope(await FrameReader(stream).read_frame(MAX_JOIN_BYTES), Kind.JOIN_REQUEST, MAX_JOIN_BYTES)
+                signed = open_envelope(
+                    await FrameReader(stream).read_frame(MAX_JOIN_BYTES), Kind.JOIN_REQUEST, MAX_JOIN_BYTES
+                )
                 if signed.author != remote:
                     raise InvalidMessage("join request signed by another peer than the sender")
                 response = await decide(remote, signed.decode(pb.JoinRequest))

@@ -217,7 +217,7 @@ def merge_index(
 ) -> GroupIndex:
     """Entries of `current` still alive, updated by `add`, newest expiry kept, bounded in count."""
     expiry: dict[str, float] = {}
-    for entry in (current.entries if current else ()):
+    for entry in current.entries if current else ():
         if entry.expires_at > now:
             expiry[entry.group_id] = entry.expires_at
     for entry in add:
@@ -269,9 +269,7 @@ def record_from_signed(signed: Signed, now: float) -> GroupRecord:
     if not 1 <= message.capacity <= MAX_MEMBERS:
         raise InvalidMessage(f"capacity {message.capacity} outside 1..{MAX_MEMBERS}")
     if len(message.members) > message.capacity:
-        raise InvalidMessage(
-            f"{len(message.members)} members exceed the capacity of {message.capacity}"
-        )
+        raise InvalidMessage(f"{len(message.members)} members exceed the capacity of {message.capacity}")
     if message.policy not in _POLICY_FROM_PB:
         raise InvalidMessage(f"unknown join policy {message.policy}")
     members = []
@@ -374,7 +372,9 @@ def select_newest(key: str, values: Sequence[bytes], now: float) -> int:
 MAX_INVITE_BYTES = 1024
 
 
-def make_invite(key_pair: KeyPair, group_id: str, invitee: ID | None, expires_at: float, nonce: bytes) -> bytes:
+def make_invite(
+    key_pair: KeyPair, group_id: str, invitee: ID | None, expires_at: float, nonce: bytes
+) -> bytes:
     invite = pb.Invite(
         group_id=group_id,
         invitee=invitee.to_bytes() if invitee else b"",
@@ -384,7 +384,9 @@ def make_invite(key_pair: KeyPair, group_id: str, invitee: ID | None, expires_at
     return seal(key_pair, Kind.INVITE, invite)
 
 
-def invite_problem(data: bytes, group_id: str, requester: ID, issuers: frozenset[ID], now: float) -> str | None:
+def invite_problem(
+    data: bytes, group_id: str, requester: ID, issuers: frozenset[ID], now: float
+) -> str | None:
     """Why this invite does not admit `requester` to `group_id`, or None when it does.
 
     `issuers` are the peers allowed to sign invites: the group's current members.

@@ -62,9 +62,7 @@ class RecordValidator(Validator):
 
 
 class Registry:
-    def __init__(
-        self, dht: KadDHT, key_pair: KeyPair, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, dht: KadDHT, key_pair: KeyPair, clock: Callable[[], float] = time.time) -> None:
         self._dht = dht
         self._key_pair = key_pair
         self._clock = clock

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+
 from google.protobuf.message import Message
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.serialization import deserialize_public_key
@@ -70,15 +71,14 @@ def open_envelope(data: bytes, kind: int | Collection[int], max_bytes: int) -> S
     try:
         public_key = deserialize_public_key(envelope.public_key)
         author = ID(envelope.author)
-    except Exception:
+    except Exception:  # noqa: BLE001 - libp2p's key decoding raises several unrelated types
         raise InvalidMessage("undecodable author key") from None
     if ID.from_pubkey(public_key) != author:
         raise InvalidMessage("public key does not belong to the claimed author")
     try:
         valid = public_key.verify(_signed_bytes(envelope.kind, envelope.payload), envelope.signature)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a malformed signature is just a bad signature
         valid = False
     if not valid:
         raise InvalidMessage(f"bad signature from {author}")
     return Signed(kind=envelope.kind, author=author, payload=envelope.payload, raw=data)
-

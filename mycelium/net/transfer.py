@@ -117,14 +117,18 @@ class TransferService:
         request = decode_exact(pb.TransferRequest, await FrameReader(stream).read_frame(MAX_REQUEST_BYTES))
         data = self.store.get(request.content_hash)
         if data is None:
-            await stream.write(frame(pb.TransferResponse(status=pb.TransferResponse.NOT_FOUND).SerializeToString()))
+            await stream.write(
+                frame(pb.TransferResponse(status=pb.TransferResponse.NOT_FOUND).SerializeToString())
+            )
             return
         if request.offset > len(data):
             response = pb.TransferResponse(status=pb.TransferResponse.BAD_REQUEST, error="offset past end")
             await stream.write(frame(response.SerializeToString()))
             return
         if self._uploads.available_tokens == 0:
-            await stream.write(frame(pb.TransferResponse(status=pb.TransferResponse.BUSY).SerializeToString()))
+            await stream.write(
+                frame(pb.TransferResponse(status=pb.TransferResponse.BUSY).SerializeToString())
+            )
             return
         async with self._uploads:
             response = pb.TransferResponse(status=pb.TransferResponse.OK, total_size=len(data))
@@ -174,7 +178,9 @@ class TransferService:
             reader = FrameReader(stream)
             response = decode_exact(pb.TransferResponse, await reader.read_frame(MAX_REQUEST_BYTES + 256))
             if response.status != pb.TransferResponse.OK:
-                raise TransferError(pb.TransferResponse.Status.Name(response.status).lower().replace("_", " "))
+                raise TransferError(
+                    pb.TransferResponse.Status.Name(response.status).lower().replace("_", " ")
+                )
             if size is None:
                 size = response.total_size
             if response.total_size != size or size > MAX_BLOB_BYTES:
