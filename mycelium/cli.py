@@ -201,17 +201,46 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
         help="... but start anyway after this long (default 60)",
     )
     learn.add_argument(
+        "--hold",
+        action="store_true",
+        help="once in a group, wait for SIGUSR1 before the first round (how `mycelium mesh` "
+        "starts all its nodes together); bounded by --hold-timeout",
+    )
+    learn.add_argument(
+        "--hold-timeout",
+        type=_positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="start anyway after holding this long (default 600)",
+    )
+    learn.add_argument(
+        "--inline-limit",
+        type=int,
+        default=64 * 1024,
+        metavar="BYTES",
+        help="updates up to this size ride inside the gossip announcement; larger ones are pulled "
+        "over /mycelium/model/1.0.0 (default 65536)",
+    )
+    learn.add_argument(
         "--torch-threads", type=_positive_int, default=1, help="torch intra-op threads (default 1)"
     )
 
     timing = parser.add_argument_group("timing")
-    timing.add_argument("--heartbeat", type=_positive_float, default=2.0, metavar="SECONDS", help="default 2")
+    timing.add_argument("--heartbeat", type=_positive_float, default=5.0, metavar="SECONDS", help="default 5")
     timing.add_argument(
         "--member-expiry",
         type=_positive_float,
-        default=12.0,
+        default=20.0,
         metavar="SECONDS",
-        help="drop a member silent this long (default 12)",
+        help="drop a member silent this long (default 20)",
+    )
+    timing.add_argument(
+        "--round-interval",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="start rounds at most this often, e.g. to leave the machine to other work (default 0: "
+        "as fast as the group can)",
     )
     timing.add_argument(
         "--round-floor",
@@ -296,6 +325,8 @@ def build_node_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         rounds=args.rounds,
         min_members=args.min_members,
         min_members_timeout=args.min_members_timeout,
+        hold=args.hold,
+        hold_timeout=args.hold_timeout,
         evaluate_every=args.evaluate_every,
         split=not args.no_split,
         rules=GroupRules(
@@ -314,10 +345,12 @@ def build_node_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             aggregator=args.aggregator,
             codec=args.codec,
             torch_threads=args.torch_threads,
+            inline_limit=max(0, args.inline_limit),
         ),
         timing=Timing(
             heartbeat=args.heartbeat,
             member_expiry=args.member_expiry,
+            round_interval=max(0.0, args.round_interval),
             rounds=RoundTiming(floor=args.round_floor, ceiling=args.round_ceiling),
         ),
         verbose=args.verbose,

@@ -36,11 +36,12 @@ class LearnConfig:
 
 @dataclass(frozen=True)
 class Timing:
-    heartbeat: float = 2.0
-    member_expiry: float = 12.0  # a member silent this long is dropped
+    heartbeat: float = 5.0
+    member_expiry: float = 20.0  # a member silent this long is dropped
     record_ttl: float = 90.0  # expiry written into group records
     republish: float = 15.0  # the leader rewrites the DHT record at least this often
     index_refresh: float = 60.0
+    round_interval: float = 0.0  # rounds start at most this often (0 = as fast as the group can)
     rounds: RoundTiming = field(default_factory=RoundTiming)
 
 
@@ -58,6 +59,8 @@ class NodeConfig:
     rounds: int = 0  # stop after this many rounds (0 = run until stopped)
     min_members: int = 1  # before a group's first round, wait for this many members ...
     min_members_timeout: float = 60.0  # ... but no longer than this
+    hold: bool = False  # before the first round, wait for SIGUSR1 (how `mycelium mesh` starts nodes together)
+    hold_timeout: float = 600.0
     evaluate_every: int = 5
     split: bool = True
     rules: GroupRules = field(default_factory=GroupRules)

@@ -12,6 +12,7 @@ Decisions come from mycelium.policy; this module carries them out.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,19 +28,32 @@ from mycelium.learn import codec as tensor_codec
 from mycelium.learn.aggregate import aggregate, get_aggregator
 from mycelium.learn.train import update_vector
 from mycelium.net.gossip import Topic, group_topic, run_topic
-from mycelium.net.records import GroupRecord, Member, Metrics, Policy, invite_problem, record_from_signed
+from mycelium.net.records import (
+    GroupRecord,
+    Member,
+    Metrics,
+    Policy,
+    group_id_for,
+    invite_problem,
+    record_from_signed,
+)
 from mycelium.net.signing import Kind, Signed
 from mycelium.net.transfer import content_hash
 from mycelium.policy.admission import JoinCase, Verdict, decide_join, leader_of
 from mycelium.policy.rounds import Close, close_decision, wait_limit
+from mycelium.policy.split import SplitRules, SplitState, split_step
 from mycelium.proto import mycelium_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-GROUP_KINDS = frozenset({Kind.MEMBER_HEARTBEAT, Kind.UPDATE_ANNOUNCE, Kind.GROUP_RECORD, Kind.MEMBER_LEFT})
+GROUP_KINDS = frozenset(
+    {Kind.MEMBER_HEARTBEAT, Kind.UPDATE_ANNOUNCE, Kind.GROUP_RECORD, Kind.MEMBER_LEFT, Kind.GROUP_SPLIT}
+)
 ROUNDS_BUFFERED = 3  # announcements kept for the current round and the next two
 POLL = 0.25
 HISTORY = 500
+DISSOLVE_SILENCE = 3  # member expiries
+MAX_CLASSES = 1000
 
 
 @dataclass
@@ -52,10 +66,27 @@ class MemberView:
 
 
 @dataclass(frozen=True)
+class SplitPlan:
+    """Our half of a split group: the new group every member of the half builds identically."""
+
+    group_id: str
+    creator: ID
+    nonce: bytes
+    members: tuple[ID, ...]
+    addrs: dict[ID, tuple[str, ...]]
+    round: int
+    model: Weights
+    sent_at: float
+    policy: Policy
+    capacity: int
+
+
+@dataclass(frozen=True)
 class Outcome:
-    reason: str  # finished | migrate | split | evicted | dissolved
+    reason: str  # finished | migrate | split | evicted | dissolved | shutdown
     target: str | None = None
     gain: float = 0.0
+    split: SplitPlan | None = None
 
 
 @dataclass
@@ -89,7 +120,17 @@ class GroupSession:
         self.joined_at: dict[ID, float] = {m.peer_id: m.joined_at for m in record.members}
         self.announces: dict[int, dict[ID, pb.UpdateAnnounce]] = {}
         self.contributions: dict[ID, tuple[Weights, int]] = {}
-        self.updates_of_last_round: dict[ID, np.ndarray] = {}
+        self.contributions_round = -1
+        self.bases: dict[ID, bytes] = {}  # the model each contribution was trained from
+        self.label_counts: dict[ID, tuple[int, ...]] = {}  # each contributor's class counts
+        self.split_state: SplitState[ID] = SplitState()
+        self.split_plan: SplitPlan | None = None
+        self.departed: set[ID] = set()  # members that left with the other half of a split
+        self.gone: set[ID] = set()  # members that said goodbye (MemberLeft)
+        self.peak_live = 1
+        self.leave_when_alone = False  # set by nodes that may look for another group
+        self.needs_advertising = False  # a group we lead that nobody knows of yet
+        self._next_round_at = 0.0  # trio clock; --round-interval paces rounds
         self.lateness: list[float] = []
         self.progress = RoundProgress(round=round_number)
         self.accuracy = float("nan")
@@ -114,9 +155,10 @@ class GroupSession:
     def group_id(self) -> str:
         return self.record.group_id
 
-    def live_members(self) -> frozenset[ID]:
-        horizon = self.ctx.clock() - self.ctx.config.timing.member_expiry
-        listed = self.record.member_ids | {self.ctx.peer_id}
+    def live_members(self, silence: float | None = None) -> frozenset[ID]:
+        """Members heard from within `silence` seconds (default: the member expiry), and us."""
+        horizon = self.ctx.clock() - (self.ctx.config.timing.member_expiry if silence is None else silence)
+        listed = (self.record.member_ids - self.departed) | {self.ctx.peer_id}
         return frozenset(
             peer
             for peer in listed
@@ -149,9 +191,14 @@ class GroupSession:
                     self._learn_addrs(author, view, tuple(beat.addrs[:4]))
             elif signed.kind == Kind.UPDATE_ANNOUNCE:
                 self._on_announce(author, signed.decode(pb.UpdateAnnounce))
+            elif signed.kind == Kind.GROUP_SPLIT:
+                split = signed.decode(pb.GroupSplit)
+                if split.group_id == self.group_id and author == self.leader():
+                    self._apply_split(split)
             elif signed.kind == Kind.MEMBER_LEFT:
                 if signed.decode(pb.MemberLeft).group_id == self.group_id:
                     view.last_seen = 0.0
+                    self.gone.add(author)
                     self._record_dirty = True
         except InvalidMessage as error:
             log.debug("ignored %s from %s: %s", Kind.Name(signed.kind), author, error)
@@ -207,16 +254,33 @@ class GroupSession:
         timing = self.ctx.config.timing
         while True:
             now = self.ctx.clock()
-            live = self.live_members()
             if self.is_leader():
-                if set(self.record.member_ids) != set(live):
+                members = self._members_to_list()
+                if set(self.record.member_ids) != set(members):
                     self._record_dirty = True
                 if self._record_dirty or now - self.record.updated_at >= timing.republish:
-                    await self._publish_record(live)
+                    await self._publish_record(members)
                 if not self._dht_busy and now - self._last_dht_put >= timing.republish:
                     self._dht_busy = True
                     nursery.start_soon(self._write_dht, now - self._last_index >= timing.index_refresh)
             await trio.sleep(timing.heartbeat / 2)
+
+    def _members_to_list(self) -> frozenset[ID]:
+        """The members the leader writes into the record.
+
+        Silent members are dropped only while we hear from someone: a leader that hears nobody is
+        more likely cut off itself (starved of CPU, partitioned) than the last one alive, and must
+        not evict everybody else. Members that said goodbye go at once.
+        """
+        now, expiry = self.ctx.clock(), self.ctx.config.timing.member_expiry
+        hearing = any(
+            view.last_seen >= now - expiry / 2
+            for peer, view in self.members.items()
+            if peer != self.ctx.peer_id
+        )
+        if hearing:
+            return self.live_members()
+        return frozenset((self.record.member_ids - self.departed - self.gone) | {self.ctx.peer_id})
 
     async def _publish_record(self, members: frozenset[ID]) -> None:
         now = self.ctx.clock()
@@ -274,10 +338,10 @@ class GroupSession:
     async def admit(self, remote: ID, request: pb.JoinRequest) -> pb.JoinResponse:
         async with self._admission:
             now = self.ctx.clock()
-            live = self.live_members()
+            listed = self._members_to_list()
             problem = None
             if request.invite:
-                problem = invite_problem(request.invite, self.group_id, remote, live, now)
+                problem = invite_problem(request.invite, self.group_id, remote, listed, now)
             verdict = decide_join(
                 JoinCase(
                     is_leader=self.is_leader(),
@@ -286,7 +350,7 @@ class GroupSession:
                     invite_only=self.record.policy is Policy.INVITE,
                     invite_problem=problem,
                     invite_presented=bool(request.invite),
-                    members=len(live),
+                    members=len(listed),
                     capacity=self.record.capacity,
                 )
             )
@@ -299,10 +363,12 @@ class GroupSession:
                     leader_addrs=list(self.members[leader].addrs),
                 )
             if verdict in (Verdict.ADMIT, Verdict.ALREADY_MEMBER):
+                self.gone.discard(remote)
+                self.departed.discard(remote)
                 self.members[remote] = MemberView(last_seen=now)
                 self._learn_addrs(remote, self.members[remote], tuple(request.addrs[:4]))
                 self.joined_at.setdefault(remote, now)
-                await self._publish_record(live | {remote})
+                await self._publish_record(listed | {remote})
                 return pb.JoinResponse(
                     status=pb.JoinResponse.ADMITTED, record=self.record.seal(self.ctx.key_pair)
                 )
@@ -323,7 +389,7 @@ class GroupSession:
                 nursery.start_soon(self._heartbeats)
                 nursery.start_soon(self._upkeep, nursery)
                 if len(self.record.members) > 1:
-                    await self._catch_up(wait=2 * self.ctx.config.timing.heartbeat)
+                    await self.catch_up(wait=2 * self.ctx.config.timing.heartbeat)
                 outcome = await self._round_loop(between_rounds)
                 nursery.cancel_scope.cancel()
         finally:
@@ -335,13 +401,30 @@ class GroupSession:
 
     async def _round_loop(self, between_rounds: BetweenRounds) -> Outcome:
         while True:
+            if self.split_plan is not None:  # before eviction: the new record may arrive first
+                return Outcome("split", target=self.split_plan.group_id, split=self.split_plan)
             if self._evicted:
                 return Outcome("evicted")
+            self.peak_live = max(self.peak_live, len(self.live_members()))
+            if self.leave_when_alone and self.peak_live > 1 and self._dissolved():
+                return Outcome("dissolved")
             outcome = await between_rounds(self)
             if outcome is not None:
                 return outcome
+            await trio.sleep_until(self._next_round_at)
+            self._next_round_at = trio.current_time() + self.ctx.config.timing.round_interval
             await self._run_round()
-            await self._catch_up(wait=0.0)
+            await self.catch_up(wait=0.0)
+
+    def _dissolved(self) -> bool:
+        """Every other member left, or stayed silent for three expiry periods.
+
+        Three, not one: a node starved of CPU hears nobody for a while and must not abandon a
+        group that is alive (members that said goodbye count as gone at once).
+        """
+        return self.live_members(silence=DISSOLVE_SILENCE * self.ctx.config.timing.member_expiry) == {
+            self.ctx.peer_id
+        }
 
     async def wait_for_members(self, count: int, timeout: float) -> None:
         """Hold the first round until `count` members are live (bounded by `timeout`)."""
@@ -350,9 +433,9 @@ class GroupSession:
                 self._wake = trio.Event()
                 with trio.move_on_after(POLL * 4):
                     await self._wake.wait()
-        await self._catch_up(wait=0.0)
+        await self.catch_up(wait=0.0)
 
-    async def _catch_up(self, wait: float) -> None:
+    async def catch_up(self, wait: float) -> None:
         """Adopt the group's round and model when the others are ahead of us (newcomer, slow node)."""
         with trio.move_on_after(wait):
             while not any(v.round >= 0 for p, v in self.members.items() if p != self.ctx.peer_id):
@@ -376,7 +459,7 @@ class GroupSession:
         except (TransferError, InvalidMessage) as error:
             log.info("could not adopt the group's model from %s: %s", peer, error)
             return
-        log.info("catching up from round %d to %d", self.round, target_round)
+        self.ctx.events.emit("caught_up", group=self.group_id, from_round=self.round, to_round=target_round)
         self.model, self.model_hash = model, content_hash(blob)
         self.ctx.transfer.store.put(blob)
         self.round = target_round
@@ -412,7 +495,10 @@ class GroupSession:
         blob = tensor_codec.encode(weights, codec, ctx.learner.fingerprint)
         key = ctx.transfer.store.put(blob)
         own = tensor_codec.decode(blob, ctx.learner.fingerprint, ctx.learner.shapes)
-        self.contributions = {ctx.peer_id: (own, samples)}
+        self.contributions, self.contributions_round = {ctx.peer_id: (own, samples)}, number
+        self.bases = {ctx.peer_id: self.model_hash}
+        own_labels = tuple(int(c) for c in ctx.learner.label_counts())
+        self.label_counts = {ctx.peer_id: own_labels}
         announce = pb.UpdateAnnounce(
             group_id=self.group_id,
             round=number,
@@ -425,6 +511,7 @@ class GroupSession:
             model_fingerprint=ctx.learner.fingerprint,
             base_hash=self.model_hash,
             sent_at=ctx.clock(),
+            label_counts=own_labels,
         )
         await self._publish(Kind.UPDATE_ANNOUNCE, announce)
         announced_at = ctx.clock()
@@ -432,18 +519,21 @@ class GroupSession:
         self.progress.announced = {ctx.peer_id}
         self.progress.contributed = {ctx.peer_id}
         decision, last_arrival = await self._collect(number, expected, announced_at)
+        if self.split_plan is not None:
+            return  # our half of a split moves to its new group; this round is left unfinished
 
         self.progress.phase = "aggregating"
         self.lateness.append(max(0.0, last_arrival - announced_at))
         ordered = sorted(self.contributions.items(), key=lambda item: item[0].to_bytes())
         rule = get_aggregator(ctx.config.learn.aggregator)
-        base = self.model
+        base, base_hash = self.model, self.model_hash
         new_model = await trio.to_thread.run_sync(aggregate, rule, [c for _, c in ordered])
-        self.updates_of_last_round = {peer: update_vector(w, base) for peer, (w, _) in ordered}
         model_blob = self._encode_model(new_model)
         self.model, self.model_hash = new_model, ctx.transfer.store.put(model_blob)
         self.round = number + 1
         self.announces = {r: a for r, a in self.announces.items() if r >= self.round}
+        if decision is Close.ALL_IN and all(self.bases.get(peer) == base_hash for peer, _ in ordered):
+            await self._consider_split(number, ordered, base)
 
         self.progress.phase = "evaluating"
         learner, data = ctx.learner, ctx.learner.data
@@ -475,6 +565,88 @@ class GroupSession:
         self.progress.phase = "done"
         ctx.checkpoint(self)
 
+    async def _consider_split(
+        self, number: int, ordered: list[tuple[ID, tuple[Weights, int]]], base: Weights
+    ) -> None:
+        """Leader only: feed this round's updates to the split policy; announce a split it calls for."""
+        ctx = self.ctx
+        if not (ctx.config.split and self.is_leader()):
+            return
+        members = [peer for peer, _ in ordered]
+        labels = [self.label_counts.get(peer, ()) for peer in members]
+        if len({len(counts) for counts in labels}) != 1 or not labels[0]:
+            return  # without every member's class counts a split cannot be told from label skew
+
+        def vectors() -> np.ndarray:
+            return np.stack([update_vector(weights, base) for _, (weights, _) in ordered])
+
+        updates = await trio.to_thread.run_sync(vectors)
+        decision = split_step(self.split_state, members, updates, np.array(labels), SplitRules())
+        self.split_state = decision.state
+        if decision.halves is None:
+            return
+        first, second = decision.halves
+        stay, leave = (first, second) if ctx.peer_id in first else (second, first)
+        creator = leader_of(leave)
+        nonce = hashlib.sha256(f"{self.group_id}:{number}:split".encode()).digest()[:16]
+        message = pb.GroupSplit(
+            group_id=self.group_id,
+            round=number,
+            stay=[p.to_bytes() for p in sorted(stay, key=lambda p: p.to_bytes())],
+            leave=[p.to_bytes() for p in sorted(leave, key=lambda p: p.to_bytes())],
+            new_group_id=group_id_for(creator, nonce),
+            new_creator=creator.to_bytes(),
+            nonce=nonce,
+            separation=decision.separation,
+            sent_at=ctx.clock(),
+        )
+        await self._publish(Kind.GROUP_SPLIT, message)
+        self._apply_split(message)
+
+    def _apply_split(self, message: pb.GroupSplit) -> None:
+        """Follow a split: stay with our half's model, or prepare our half's new group."""
+        me = self.ctx.peer_id
+        stay = {ID(raw) for raw in message.stay}
+        leave = {ID(raw) for raw in message.leave}
+        if me not in stay | leave or self.split_plan is not None:
+            return
+        model = self._half_model(stay if me in stay else leave, message.round)
+        self.ctx.events.emit(
+            "split",
+            group=self.group_id,
+            round=message.round,
+            stay=len(stay),
+            leave=len(leave),
+            to=self.group_id if me in stay else message.new_group_id,
+            separation=round(message.separation, 3),
+        )
+        if me in stay:
+            self.departed |= leave
+            self.model, self.model_hash = model, self.ctx.transfer.store.put(self._encode_model(model))
+            self._record_dirty = True
+            return
+        self.split_plan = SplitPlan(
+            group_id=message.new_group_id,
+            creator=ID(message.new_creator),
+            nonce=message.nonce,
+            members=tuple(sorted(leave, key=lambda p: p.to_bytes())),
+            addrs={p: self.members[p].addrs if p in self.members else () for p in leave},
+            round=message.round + 1,
+            model=model,
+            sent_at=message.sent_at,
+            policy=self.record.policy,
+            capacity=self.record.capacity,
+        )
+        self._wake.set()
+
+    def _half_model(self, half: set[ID], number: int) -> Weights:
+        """FedAvg of our half's updates of round `number` if we hold them all; else our model."""
+        if self.contributions_round != number or not half <= set(self.contributions):
+            return self.model
+        ordered = sorted(half, key=lambda p: p.to_bytes())
+        rule = get_aggregator(self.ctx.config.learn.aggregator)
+        return aggregate(rule, [self.contributions[p] for p in ordered])
+
     async def _collect(
         self, number: int, expected: frozenset[ID], announced_at: float
     ) -> tuple[Close, float]:
@@ -489,9 +661,17 @@ class GroupSession:
             try:
                 weights = await self._receive_update(author, announce)
             except (TransferError, InvalidMessage) as error:
-                log.info("update of %s for round %d rejected: %s", author, number, error)
+                self.ctx.events.emit(
+                    "update_rejected",
+                    group=self.group_id,
+                    round=number,
+                    author=str(author),
+                    reason=str(error),
+                )
                 return
             self.contributions[author] = (weights, int(announce.samples))
+            self.bases[author] = announce.base_hash
+            self.label_counts[author] = tuple(announce.label_counts[:MAX_CLASSES])
             self.progress.contributed.add(author)
             last_arrival = self.ctx.clock()
             self._wake.set()
@@ -507,6 +687,9 @@ class GroupSession:
                 moved_on = any(
                     v.round > number for p, v in self.members.items() if p in live and p != self.ctx.peer_id
                 )
+                if self.split_plan is not None:
+                    decision = Close.MOVED_ON
+                    break
                 decision = close_decision(
                     expected=expected & live | {self.ctx.peer_id},
                     contributed=frozenset(self.contributions),

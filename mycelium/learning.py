@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +18,10 @@ from libp2p.peer.id import ID
 
 from mycelium.context import NodeContext
 from mycelium.errors import InvalidMessage, JoinRefused, TransferError
-from mycelium.group import GroupSession, Outcome
+from mycelium.group import GroupSession, Outcome, SplitPlan
 from mycelium.learn import Weights
 from mycelium.learn import codec as tensor_codec
+from mycelium.learn.train import Evaluation
 from mycelium.net.gossip import run_topic
 from mycelium.net.join import request_join, serve_joins
 from mycelium.net.records import (
@@ -33,7 +35,14 @@ from mycelium.net.records import (
 )
 from mycelium.net.signing import Kind, Signed, open_envelope
 from mycelium.policy.admission import leader_of
-from mycelium.policy.groups import Candidate, MigrationState, choose_group, migration_step, worth_evaluating
+from mycelium.policy.groups import (
+    Candidate,
+    MigrationState,
+    choose_group,
+    migration_step,
+    paired_edge,
+    worth_evaluating,
+)
 from mycelium.proto import mycelium_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -41,18 +50,22 @@ log = logging.getLogger(__name__)
 JOIN_ATTEMPTS = 5
 RETRY_DELAY = 2.0
 DHT_LISTING_INTERVAL = 120.0
+CREATE_JITTER = 4.0
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Where to go next: create | join | auto | resume."""
+    """Where to go next: create | join | auto | resume | split."""
 
     action: str
     group_id: str = ""
     gain: float = 0.0
     came_from: str = ""
-    state: dict[str, Any] | None = None
-    model: bytes = b""
+    state: dict[str, Any] | None = None  # resume: the checkpoint
+    model: bytes = b""  # resume: the checkpointed model
+    weights: Weights | None = None  # auto: carry this model into a group we create
+    round: int = 0
+    split: SplitPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -66,12 +79,14 @@ class CandidateView:
 
 
 class LearningPeer:
-    def __init__(self, ctx: NodeContext) -> None:
+    def __init__(self, ctx: NodeContext, release: trio.Event | None = None) -> None:
         self.ctx = ctx
+        self.release = release  # --hold: the first round waits for it
         self.session: GroupSession | None = None
         self.candidates: list[CandidateView] = []
         self.migration = MigrationState()
         self.rounds_done = 0
+        self.sessions = 0
         self.migrations = 0
         self._round_mark: int | None = None  # the session round up to which progress is counted
         self._checked_at = 0  # rounds_done at the last migration check
@@ -88,7 +103,11 @@ class LearningPeer:
         plan = self._initial_plan()
         while True:
             session = await self._enter(plan)
+            session.leave_when_alone = ctx.config.group == "auto"
+            self.sessions += 1
             self.session, self._round_mark = session, None
+            if session.needs_advertising:  # after `self.session` is set: joins may come at once
+                await self._advertise(session)
             ctx.events.emit(
                 "joined",
                 group=session.group_id,
@@ -96,7 +115,7 @@ class LearningPeer:
                 members=len(session.record.members),
                 round=session.round,
             )
-            if plan.action == "join" and plan.came_from:
+            if plan.action == "join" and plan.came_from and session.group_id == plan.group_id:
                 self.migrations += 1
                 ctx.events.emit(
                     "migrated",
@@ -127,8 +146,13 @@ class LearningPeer:
     def _next_plan(self, session: GroupSession, outcome: Outcome) -> Plan:
         if outcome.reason == "migrate" and outcome.target:
             return Plan("join", group_id=outcome.target, gain=outcome.gain, came_from=session.group_id)
+        if outcome.reason == "split" and outcome.split:
+            return Plan("split", group_id=outcome.split.group_id, split=outcome.split)
         if self.ctx.config.group in ("auto", "new"):
-            return Plan("auto")
+            # keep what we learned: a group we create next starts from our current model; a group
+            # that dissolved around us is not one to look for again
+            gone = session.group_id if outcome.reason == "dissolved" else ""
+            return Plan("auto", group_id=gone, weights=session.model, round=session.round)
         return Plan("join", group_id=session.group_id)
 
     async def _enter(self, plan: Plan) -> GroupSession:
@@ -136,6 +160,8 @@ class LearningPeer:
             return await self._create(self.ctx.learner.initial_weights(), 0)
         if plan.action == "resume":
             return await self._resume(plan)
+        if plan.action == "split" and plan.split is not None:
+            return await self._enter_split(plan.split)
         if plan.action == "join":
             try:
                 return await self._join_by_id(
@@ -144,8 +170,8 @@ class LearningPeer:
             except JoinRefused as error:
                 if self.ctx.config.group not in ("auto", "new"):
                     raise
-                log.info("could not join %s: %s", plan.group_id, error)
-        return await self._discover_and_enter()
+                self.ctx.events.emit("join_failed", group=plan.group_id, reason=str(error))
+        return await self._discover_and_enter(plan)
 
     # --- creating and joining -------------------------------------------------------------------
 
@@ -171,7 +197,7 @@ class LearningPeer:
             nonce=nonce,
         )
         session = GroupSession(ctx, record, model, round_number, created=True)
-        await self._advertise(session)
+        session.needs_advertising = True
         return session
 
     async def _advertise(self, session: GroupSession) -> None:
@@ -181,9 +207,35 @@ class LearningPeer:
             ctx.clock(), ctx.config.timing.record_ttl, model_hash=session.model_hash
         )
         ctx.transfer.store.pin("record", session.model_hash)
+        await ctx.publish_discovery(session.record)  # first: nodes deciding right now hear it at once
         await ctx.registry.put_group(session.record)
         await ctx.registry.advertise(session.record.task, [session.group_id])
-        await ctx.publish_discovery(session.record)
+
+    async def _enter_split(self, split: SplitPlan) -> GroupSession:
+        """Our half of a split group: every member builds the same record; its creator advertises it."""
+        ctx = self.ctx
+        record = GroupRecord(
+            group_id=split.group_id,
+            task=ctx.config.task,
+            name=f"group-{split.group_id[:8]}",
+            model_fingerprint=ctx.learner.fingerprint,
+            policy=split.policy,
+            capacity=split.capacity,
+            round=split.round,
+            members=tuple(
+                Member(p, split.sent_at, split.sent_at, split.addrs.get(p, ())[:4]) for p in split.members
+            ),
+            metrics=Metrics(samples=len(ctx.learner.data.train)),
+            version=1,
+            updated_at=split.sent_at,
+            expires_at=split.sent_at + ctx.config.timing.record_ttl,
+            creator=split.creator,
+            nonce=split.nonce,
+        )
+        created = split.creator == ctx.peer_id
+        session = GroupSession(ctx, record, split.model, split.round, created=created)
+        session.needs_advertising = created
+        return session
 
     async def _resume(self, plan: Plan) -> GroupSession:
         """Back after a restart: rejoin our group, or carry it on alone if nobody else answers."""
@@ -215,7 +267,7 @@ class LearningPeer:
             nonce=bytes.fromhex(state["nonce"]),
         )
         session = GroupSession(ctx, record, model, int(state["round"]), created=False)
-        await self._advertise(session)
+        session.needs_advertising = True
         return session
 
     async def _join_by_id(self, group_id: str, attempts: int) -> GroupSession:
@@ -344,8 +396,11 @@ class LearningPeer:
     def _admits_us(self, record: GroupRecord) -> bool:
         return record.policy is Policy.OPEN or bool(self.ctx.config.invite)
 
-    async def _evaluate(self, records: list[GroupRecord], exclude: str = "") -> list[Candidate]:
-        """Pull the most promising groups' models and score them on our validation split."""
+    async def _evaluate(
+        self, records: list[GroupRecord], exclude: str = "", baseline: Evaluation | None = None
+    ) -> list[Candidate]:
+        """Pull the most promising groups' models and score them on our validation split
+        (against `baseline`, our own group's model on the same images, when there is one)."""
         ctx, rules = self.ctx, self.ctx.config.rules
         hints = [
             Candidate(r.group_id, len(r.members), r.capacity, r.metrics.accuracy, 0.0, self._admits_us(r))
@@ -360,7 +415,7 @@ class LearningPeer:
             try:
                 model, _ = await self._fetch_group_model(record)
             except (TransferError, InvalidMessage) as error:
-                log.info("cannot evaluate group %s: %s", group_id, error)
+                ctx.events.emit("evaluation_failed", group=group_id, reason=str(error))
                 return
             result = await trio.to_thread.run_sync(ctx.learner.evaluate, ctx.learner.data.validation, model)
             evaluated.append(
@@ -371,6 +426,7 @@ class LearningPeer:
                     record.metrics.accuracy,
                     result.accuracy,
                     self._admits_us(record),
+                    paired_edge(baseline.losses, result.losses) if baseline is not None else 0.0,
                 )
             )
 
@@ -381,21 +437,48 @@ class LearningPeer:
             CandidateView(c.group_id, c.members, c.advertised_accuracy, c.measured_accuracy)
             for c in evaluated
         ]
+        if evaluated:
+            ctx.events.emit(
+                "evaluated",
+                candidates=[
+                    {
+                        "group": c.group_id,
+                        "members": c.members,
+                        "advertised": round(c.advertised_accuracy, 4),
+                        "measured": round(c.measured_accuracy, 4),
+                        "edge": round(c.edge, 2) if baseline is not None else None,
+                    }
+                    for c in sorted(evaluated, key=lambda c: c.group_id)
+                ],
+            )
         return evaluated
 
-    async def _discover_and_enter(self) -> GroupSession:
+    async def _discover_and_enter(self, plan: Plan) -> GroupSession:
+        """Join the best group that fits our data, or create one (with the model we carry, if any).
+
+        Before creating, wait a random moment while listening on the task's discovery topic: nodes
+        that start together would otherwise all create groups of one at the same instant.
+        """
         ctx = self.ctx
+        excluded = {plan.group_id} if plan.action == "auto" and plan.group_id else set()
         candidates = await self._evaluate(await self._known_groups())
-        tried: set[str] = set()
-        while True:
-            choice = choose_group([c for c in candidates if c.group_id not in tried], ctx.config.rules)
-            if choice is None:
-                return await self._create(ctx.learner.initial_weights(), 0)
-            tried.add(choice)
-            try:
-                return await self._join_by_id(choice, attempts=1)
-            except JoinRefused as error:
-                log.info("could not join %s: %s", choice, error)
+        for attempt in range(2):
+            tried = set(excluded)
+            while choice := choose_group(
+                [c for c in candidates if c.group_id not in tried], ctx.config.rules
+            ):
+                tried.add(choice)
+                try:
+                    return await self._join_by_id(choice, attempts=1)
+                except JoinRefused as error:
+                    ctx.events.emit("join_failed", group=choice, reason=str(error))
+                    excluded.add(choice)
+            if attempt == 0:
+                await trio.sleep(random.uniform(0.0, CREATE_JITTER))
+                candidates = await self._evaluate(await self._known_groups(ask_dht=False))
+        if plan.weights is not None:
+            return await self._create(plan.weights, plan.round)
+        return await self._create(ctx.learner.initial_weights(), 0)
 
     # --- between rounds -------------------------------------------------------------------------
 
@@ -403,8 +486,8 @@ class LearningPeer:
         """Before each round: count progress, stop when done, check other groups when due."""
         config = self.ctx.config
         if self._round_mark is None:  # the session's first round
-            if config.min_members > 1:
-                await session.wait_for_members(config.min_members, config.min_members_timeout)
+            if self.sessions == 1:  # only when the node starts
+                await self._start_line(session)
             self._round_mark = session.round
             self._checked_at = self.rounds_done
         # rounds run here, and rounds caught up with when the group was ahead, are progress
@@ -417,6 +500,17 @@ class LearningPeer:
             self._checked_at = self.rounds_done
             return await self._consider_migration(session)
         return None
+
+    async def _start_line(self, session: GroupSession) -> None:
+        """Before the node's first round: wait for enough members, and for the release (--hold)."""
+        config = self.ctx.config
+        if config.min_members > 1:
+            await session.wait_for_members(config.min_members, config.min_members_timeout)
+        if self.release is not None:
+            self.ctx.events.emit("holding", group=session.group_id, members=len(session.live_members()))
+            with trio.move_on_after(config.hold_timeout):
+                await self.release.wait()
+            await session.catch_up(wait=0.0)  # the group may have moved on meanwhile
 
     async def _consider_migration(self, session: GroupSession) -> Outcome | None:
         ctx = self.ctx
@@ -432,7 +526,8 @@ class LearningPeer:
         )
         # members hear every group's record on the discovery topic; the DHT is asked now and then
         ask_dht = ctx.clock() - self._last_dht_listing >= DHT_LISTING_INTERVAL
-        candidates = await self._evaluate(await self._known_groups(ask_dht), exclude=session.group_id)
+        known = await self._known_groups(ask_dht)
+        candidates = await self._evaluate(known, exclude=session.group_id, baseline=own_score)
         decision = migration_step(self.migration, self.rounds_done, own, candidates, ctx.config.rules)
         self.migration = decision.state
         if decision.move_to is None:

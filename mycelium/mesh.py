@@ -67,6 +67,13 @@ def add_mesh_options(parser: argparse.ArgumentParser) -> None:
         help="start COUNT extra nodes when a node reaches ROUND; repeatable",
     )
     parser.add_argument(
+        "--round-interval",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="every node starts rounds at most this often (default 0)",
+    )
+    parser.add_argument(
         "--node-arg",
         action="append",
         default=[],
@@ -136,7 +143,7 @@ class Mesh:
 
     # --- children -------------------------------------------------------------------------------
 
-    def _command(self, index: int, bootstrap: str | None, rounds: int) -> list[str]:
+    def _command(self, index: int, bootstrap: str | None, rounds: int, hold: bool) -> list[str]:
         args = self.args
         node_dir = self.out / "nodes" / f"node-{index}"
         command = [
@@ -164,16 +171,16 @@ class Mesh:
             str(rounds),
             "--capacity",
             str(args.capacity),
-            "--min-members",
-            str(min(args.nodes, args.capacity)),
-            "--min-members-timeout",
-            "30",
         ]
+        if args.round_interval > 0:
+            command += ["--round-interval", str(args.round_interval)]
+        if hold:
+            command.append("--hold")  # released together once every node is in a group
         if bootstrap:
             command += ["--bootstrap", bootstrap]
         return command + list(args.node_arg)
 
-    def _start(self, index: int, rounds: int) -> Child:
+    def _start(self, index: int, rounds: int, hold: bool = False) -> Child:
         node_dir = self.out / "nodes" / f"node-{index}"
         (node_dir / "data").mkdir(parents=True, exist_ok=True)
         events = node_dir / "events.jsonl"
@@ -182,7 +189,7 @@ class Mesh:
         bootstrap = self.rng.choice(listening).addr if listening else None
         stderr = (node_dir / "stderr.log").open("wb")
         process = subprocess.Popen(
-            self._command(index, bootstrap, rounds),
+            self._command(index, bootstrap, rounds, hold),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             stdin=subprocess.DEVNULL,
@@ -230,6 +237,22 @@ class Mesh:
             time.sleep(POLL)
         raise ConfigError(f"node {child.index} did not report '{kind}' within {timeout:.0f} s")
 
+    def _release_together(self, live: Live | None) -> None:
+        """Start every node's first round at once, when all are in a group (or after a timeout)."""
+        deadline = time.time() + 60 + 6 * self.args.nodes
+        while time.time() < deadline:
+            self._read_events()
+            waiting = [c for c in self.children.values() if c.process.poll() is None]
+            if all(self.state.nodes[c.index].holding for c in waiting):
+                break
+            if live:
+                live.update(self._view())
+            time.sleep(POLL)
+        for child in self.children.values():
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGUSR1)
+        self.state.log.append(f"released {len(self.children)} nodes after {time.time() - self.started:.0f} s")
+
     def _apply_churn(self) -> None:
         reached = self.state.max_round() + 1  # rounds completed by the most advanced node
         while self.kills and reached >= self.kills[0][0]:
@@ -274,12 +297,13 @@ class Mesh:
         try:
             if live:
                 live.start()
-            first = self._start(0, self.args.rounds)
+            first = self._start(0, self.args.rounds, hold=True)
             self._wait_for(first, "listening", 90)
             self._wait_for(first, "joined", 120)
             for index in range(1, self.args.nodes):
-                self._start(index, self.args.rounds)
+                self._start(index, self.args.rounds, hold=True)
                 self._read_events()
+            self._release_together(live)
             last_line = 0.0
             while self._running():
                 if time.time() - self.started > self.args.timeout:

@@ -29,6 +29,7 @@ class NodeState:
     rounds: int = 0
     migrations: int = 0
     status: str = "starting"  # starting | running | finished | killed | exited
+    holding: bool = False  # at the start line, waiting to be released
     exit_code: int | None = None
     history: list[tuple[int, float, str]] = field(default_factory=list)  # (round, accuracy, group)
     moves: list[tuple[int, str, str]] = field(default_factory=list)  # (round, from, to)
@@ -89,6 +90,8 @@ class MeshState:
             node.rounds += 1
             node.group = event["group"]
             node.history.append((event["round"], event["accuracy"], event["group"]))
+        elif kind == "holding":
+            node.holding = True
         elif kind == "finished":
             node.status = "finished"
         elif kind == "bootstrap_retry":

@@ -58,6 +58,7 @@ async def _learning_peer(
     key_pair: object,
     traffic: Traffic,
     transfer: TransferService,
+    release: trio.Event | None,
 ) -> LearningPeer:
     # imported here: torch and the data sets load only on nodes that learn
     from mycelium.context import NodeContext
@@ -90,13 +91,19 @@ async def _learning_peer(
             frozenset({Kind.GROUP_RECORD}),  # type: ignore[arg-type]
         ),
     )
-    return LearningPeer(ctx)
+    return LearningPeer(ctx, release)
 
 
 async def run_node(
-    config: NodeConfig, events: EventLog, on_start: Callable[[RunningNode], None] | None = None
+    config: NodeConfig,
+    events: EventLog,
+    on_start: Callable[[RunningNode], None] | None = None,
+    release: trio.Event | None = None,
 ) -> None:
-    """Run until the configured rounds are done (learning nodes) or until cancelled."""
+    """Run until the configured rounds are done (learning nodes) or until cancelled.
+
+    `release`, when given, holds the first round until it is set (see --hold).
+    """
     check_data_dir(config.data_dir)
     key_pair = load_or_create_identity(config.identity_path)
     async with open_stack(key_pair, config.net, config.verbose) as stack:
@@ -114,7 +121,7 @@ async def run_node(
         transfer = TransferService(stack.host, BlobStore(), traffic)
         node = RunningNode(config, events, stack, traffic)
         if config.learns:
-            node.learning = await _learning_peer(config, events, stack, key_pair, traffic, transfer)
+            node.learning = await _learning_peer(config, events, stack, key_pair, traffic, transfer, release)
         if on_start is not None:
             on_start(node)
         if node.learning is None:
@@ -126,8 +133,15 @@ async def run_node(
 async def run_until_signalled(
     config: NodeConfig, events: EventLog, on_start: Callable[[RunningNode], None] | None = None
 ) -> None:
-    """`run_node`, stopped cleanly by SIGINT or SIGTERM (a second signal stops at once)."""
+    """`run_node`, stopped cleanly by SIGINT or SIGTERM; with --hold, released by SIGUSR1."""
+    release = trio.Event() if config.hold else None
     async with trio.open_nursery() as nursery:
+
+        async def watch_release() -> None:
+            with trio.open_signal_receiver(signal.SIGUSR1) as signals:
+                async for _ in signals:
+                    if release is not None:
+                        release.set()
 
         async def watch_signals() -> None:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -137,8 +151,10 @@ async def run_until_signalled(
                     return
 
         async def node() -> None:
-            await run_node(config, events, on_start)
+            await run_node(config, events, on_start, release)
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(watch_signals)
+        if release is not None:
+            nursery.start_soon(watch_release)
         nursery.start_soon(node)

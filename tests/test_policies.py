@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
@@ -14,9 +15,18 @@ from mycelium.policy.groups import (
     choose_group,
     is_credible,
     migration_step,
+    paired_edge,
     worth_evaluating,
 )
 from mycelium.policy.rounds import Close, RoundTiming, close_decision, quorum_size, wait_limit
+from mycelium.policy.split import (
+    SplitRules,
+    SplitState,
+    bipartition,
+    cosine_similarity,
+    label_shift,
+    split_step,
+)
 
 T = RoundTiming(floor=3.0, ceiling=120.0, initial=15.0, factor=2.0, quorum=0.5)
 A, B, C, D = "a", "b", "c", "d"
@@ -150,7 +160,9 @@ def test_every_member_computes_the_same_leader() -> None:
 
 # --- choosing and leaving groups -----------------------------------------------------------------
 
-R = GroupRules(credibility_slack=0.15, threshold=0.02, patience=2, cooldown_rounds=5, merge_tolerance=0.01)
+R = GroupRules(
+    credibility_slack=0.15, threshold=0.02, patience=2, cooldown_rounds=5, significance=1.5, merge_doubt=1.0
+)
 
 
 def cand(
@@ -160,9 +172,10 @@ def cand(
     members: int = 3,
     capacity: int = 10,
     admits: bool = True,
+    edge: float = 3.0,  # a clear, significant difference unless a test says otherwise
 ) -> Candidate:
     return Candidate(
-        group, members, capacity, measured if advertised is None else advertised, measured, admits
+        group, members, capacity, measured if advertised is None else advertised, measured, admits, edge
     )
 
 
@@ -244,7 +257,105 @@ def test_equal_groups_merge_one_way_only() -> None:
     )  # ... never back
 
 
+def test_a_gain_that_noise_could_explain_is_not_a_reason_to_move() -> None:
+    lucky = cand("lucky", 0.95, edge=0.8)  # +0.15 accuracy on a handful of images, losses barely differ
+    state = MigrationState(target="lucky", streak=5)
+    assert migration_step(state, 50, OWN, [lucky], R).move_to is None
+
+
+def test_a_bigger_group_that_is_clearly_worse_for_us_does_not_attract_a_merge() -> None:
+    small, big_but_wrong = cand("z", 0.80, members=2), cand("y", 0.80, members=6, edge=-4.0)
+    assert migration_step(MigrationState(target="y", streak=1), 20, small, [big_but_wrong], R).move_to is None
+
+
+def test_the_paired_edge_is_a_t_statistic_of_loss_improvements() -> None:
+    own = np.array([1.0, 2.0, 3.0, 4.0])
+    assert paired_edge(own, own - 0.5) == float("inf")  # the same improvement on every sample
+    assert paired_edge(own, own) == 0.0
+    assert paired_edge(own, np.array([0.0, 2.0, 3.0, 4.0])) == pytest.approx(1.0)
+    assert paired_edge(own, own[:3]) == 0.0  # not the same samples: no evidence
+    assert paired_edge(own, own + np.array([0.1, -0.1, 0.1, -0.1])) == 0.0
+
+
 def test_small_groups_merge_into_a_bigger_equally_good_one() -> None:
     small, big = cand("z", 0.80, members=2), cand("y", 0.795, members=6)
     assert migration_step(MigrationState(target="y", streak=1), 20, small, [big], R).move_to == "y"
     assert migration_step(MigrationState(target="z", streak=1), 20, big, [small], R).move_to is None
+
+
+# --- splitting a group ---------------------------------------------------------------------------
+
+SPLIT = SplitRules(min_separation=0.2, patience=3, min_half=2)
+MEMBERS = ["a", "b", "c", "d", "e", "f"]
+SAME_LABELS = np.full((6, 10), 20)  # every member holds the same mix of classes
+
+
+def clustered(rng: np.random.Generator, noise: float = 0.3) -> np.ndarray:
+    """Members a-c move one way, d-f another, plus noise."""
+    directions = rng.standard_normal((2, 50))
+    return np.stack([directions[i // 3] + noise * rng.standard_normal(50) for i in range(6)])
+
+
+def test_two_clear_clusters_are_found_by_complete_linkage() -> None:
+    first, second = bipartition(cosine_similarity(clustered(np.random.default_rng(0))))
+    assert {first, second} == {frozenset({0, 1, 2}), frozenset({3, 4, 5})}
+
+
+def test_a_stable_clean_division_splits_after_patience_rounds() -> None:
+    rng, state = np.random.default_rng(1), SplitState()
+    for round_number in range(SPLIT.patience):
+        decision = split_step(state, MEMBERS, clustered(rng), SAME_LABELS, SPLIT)
+        state = decision.state
+        assert (decision.halves is None) == (round_number < SPLIT.patience - 1)
+    assert set(decision.halves) == {frozenset("abc"), frozenset("def")}
+    assert decision.separation > 0.5 and decision.state.streak == 0
+
+
+def test_updates_without_structure_never_split() -> None:
+    rng, state = np.random.default_rng(2), SplitState()
+    shared = rng.standard_normal(50)
+    for _ in range(20):
+        decision = split_step(state, MEMBERS, shared + 0.5 * rng.standard_normal((6, 50)), SAME_LABELS, SPLIT)
+        state = decision.state
+        assert decision.halves is None
+
+
+def test_a_division_that_changes_between_rounds_never_splits() -> None:
+    rng, state = np.random.default_rng(3), SplitState()
+    for round_number in range(12):
+        order = np.roll(np.arange(6), round_number)  # a different pair of clusters each round
+        decision = split_step(state, [MEMBERS[i] for i in order], clustered(rng), SAME_LABELS, SPLIT)
+        state = decision.state
+        assert decision.halves is None and state.streak == 1
+
+
+def test_small_groups_and_lopsided_divisions_never_split() -> None:
+    rng = np.random.default_rng(4)
+    assert split_step(SplitState(), MEMBERS[:3], clustered(rng)[:3], SAME_LABELS[:3], SPLIT).halves is None
+    lopsided = clustered(rng)
+    lopsided[1:] = lopsided[3]  # one odd member against five alike
+    state = SplitState()
+    for _ in range(6):
+        decision = split_step(
+            state, MEMBERS, lopsided + 0.01 * rng.standard_normal((6, 50)), SAME_LABELS, SPLIT
+        )
+        state = decision.state
+        assert decision.halves is None
+
+
+def test_clusters_that_follow_the_labels_are_label_skew_and_never_split() -> None:
+    rng, state = np.random.default_rng(5), SplitState()
+    skewed = np.zeros((6, 10), dtype=int)
+    skewed[:3, :5] = 20  # a-c hold digits 0-4, d-f hold 5-9: their updates differ because of labels
+    skewed[3:, 5:] = 20
+    for _ in range(3 * SPLIT.patience):
+        decision = split_step(state, MEMBERS, clustered(rng), skewed, SPLIT)
+        state = decision.state
+        assert decision.halves is None and decision.separation > 0.5
+
+
+def test_label_shift_is_the_total_variation_between_the_halves() -> None:
+    counts = np.array([[10, 0], [10, 0], [0, 10], [5, 5]])
+    assert label_shift(counts, frozenset({0, 1}), frozenset({2})) == 1.0
+    assert label_shift(counts, frozenset({0}), frozenset({1})) == 0.0
+    assert label_shift(counts, frozenset({0, 2}), frozenset({3})) == 0.0

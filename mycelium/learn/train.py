@@ -6,7 +6,7 @@ are capped (`limit_torch_threads`) so that N nodes on one machine do not oversub
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ class Evaluation:
     accuracy: float
     loss: float
     samples: int
+    losses: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per sample, for paired comparisons
 
 
 class Learner:
@@ -50,6 +51,10 @@ class Learner:
         initial = get_weights(self.model)
         self.fingerprint = fingerprint(model_name, initial)
         self.shapes = shapes_of(initial)
+
+    def label_counts(self) -> np.ndarray:
+        """Training samples per class (announced with updates; see policy/split.py)."""
+        return np.bincount(self.data.train.y, minlength=self.data.classes).astype(np.int64)
 
     def weights(self) -> Weights:
         return get_weights(self.model)
@@ -94,16 +99,22 @@ class Learner:
             model = build_model(self.model_name, self.data.input_side, seed=0)
             set_weights(model, weights)
         model.eval()
-        loss_sum, correct = 0.0, 0
+        losses, correct = [], 0
         with torch.no_grad():
             for start in range(0, len(split), EVAL_BATCH):
                 x = torch.from_numpy(split.x[start : start + EVAL_BATCH])
                 y = torch.from_numpy(split.y[start : start + EVAL_BATCH])
                 logits = model(x)
-                loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+                losses.append(nn.functional.cross_entropy(logits, y, reduction="none").numpy())
                 correct += int((logits.argmax(dim=1) == y).sum())
+        per_sample = np.concatenate(losses) if losses else np.zeros(0, dtype=np.float32)
         count = max(len(split), 1)
-        return Evaluation(accuracy=correct / count, loss=loss_sum / count, samples=len(split))
+        return Evaluation(
+            accuracy=correct / count,
+            loss=float(per_sample.sum()) / count,
+            samples=len(split),
+            losses=per_sample,
+        )
 
 
 def update_vector(weights: Weights, base: Weights) -> np.ndarray:

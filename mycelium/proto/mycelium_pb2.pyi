@@ -36,6 +36,7 @@ class Envelope(_message.Message):
         JOIN_REQUEST: _ClassVar[Envelope.Kind]
         JOIN_RESPONSE: _ClassVar[Envelope.Kind]
         INVITE: _ClassVar[Envelope.Kind]
+        GROUP_SPLIT: _ClassVar[Envelope.Kind]
     KIND_UNSPECIFIED: Envelope.Kind
     GROUP_RECORD: Envelope.Kind
     GROUP_INDEX: Envelope.Kind
@@ -45,6 +46,7 @@ class Envelope(_message.Message):
     JOIN_REQUEST: Envelope.Kind
     JOIN_RESPONSE: Envelope.Kind
     INVITE: Envelope.Kind
+    GROUP_SPLIT: Envelope.Kind
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -154,7 +156,7 @@ class MemberHeartbeat(_message.Message):
     def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., sent_at: _Optional[float] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., model_hash: _Optional[bytes] = ..., addrs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateAnnounce(_message.Message):
-    __slots__ = ("group_id", "round", "samples", "metrics", "content_hash", "size", "codec", "inline_blob", "model_fingerprint", "base_hash", "sent_at")
+    __slots__ = ("group_id", "round", "samples", "metrics", "content_hash", "size", "codec", "inline_blob", "model_fingerprint", "base_hash", "sent_at", "label_counts")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +168,7 @@ class UpdateAnnounce(_message.Message):
     MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     BASE_HASH_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_COUNTS_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     round: int
     samples: int
@@ -177,7 +180,30 @@ class UpdateAnnounce(_message.Message):
     model_fingerprint: str
     base_hash: bytes
     sent_at: float
-    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., samples: _Optional[int] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., content_hash: _Optional[bytes] = ..., size: _Optional[int] = ..., codec: _Optional[_Union[Codec, str]] = ..., inline_blob: _Optional[bytes] = ..., model_fingerprint: _Optional[str] = ..., base_hash: _Optional[bytes] = ..., sent_at: _Optional[float] = ...) -> None: ...
+    label_counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., samples: _Optional[int] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., content_hash: _Optional[bytes] = ..., size: _Optional[int] = ..., codec: _Optional[_Union[Codec, str]] = ..., inline_blob: _Optional[bytes] = ..., model_fingerprint: _Optional[str] = ..., base_hash: _Optional[bytes] = ..., sent_at: _Optional[float] = ..., label_counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class GroupSplit(_message.Message):
+    __slots__ = ("group_id", "round", "stay", "leave", "new_group_id", "new_creator", "nonce", "separation", "sent_at")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    STAY_FIELD_NUMBER: _ClassVar[int]
+    LEAVE_FIELD_NUMBER: _ClassVar[int]
+    NEW_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_CREATOR_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    SEPARATION_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    group_id: str
+    round: int
+    stay: _containers.RepeatedScalarFieldContainer[bytes]
+    leave: _containers.RepeatedScalarFieldContainer[bytes]
+    new_group_id: str
+    new_creator: bytes
+    nonce: bytes
+    separation: float
+    sent_at: float
+    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., stay: _Optional[_Iterable[bytes]] = ..., leave: _Optional[_Iterable[bytes]] = ..., new_group_id: _Optional[str] = ..., new_creator: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., separation: _Optional[float] = ..., sent_at: _Optional[float] = ...) -> None: ...
 
 class MemberLeft(_message.Message):
     __slots__ = ("group_id", "sent_at", "reason")
