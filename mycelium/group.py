@@ -268,19 +268,17 @@ class GroupSession:
     def _members_to_list(self) -> frozenset[ID]:
         """The members the leader writes into the record.
 
-        Silent members are dropped only while we hear from someone: a leader that hears nobody is
-        more likely cut off itself (starved of CPU, partitioned) than the last one alive, and must
-        not evict everybody else. Members that said goodbye go at once.
+        Silent members are dropped only while we hear from a majority of the group: a node that
+        hears few others is more likely cut off itself (starved of CPU, partitioned) than the last
+        one alive, and must not evict everybody else (it would then also ignore their messages).
+        Members silent for DISSOLVE_SILENCE expiries go anyway; members that said goodbye at once.
         """
-        now, expiry = self.ctx.clock(), self.ctx.config.timing.member_expiry
-        hearing = any(
-            view.last_seen >= now - expiry / 2
-            for peer, view in self.members.items()
-            if peer != self.ctx.peer_id
-        )
-        if hearing:
-            return self.live_members()
-        return frozenset((self.record.member_ids - self.departed - self.gone) | {self.ctx.peer_id})
+        listed = (self.record.member_ids - self.departed - self.gone) | {self.ctx.peer_id}
+        live = self.live_members()
+        if 2 * len(live) > len(listed):
+            return live
+        long_silent = self.live_members(silence=DISSOLVE_SILENCE * self.ctx.config.timing.member_expiry)
+        return frozenset(listed & long_silent)
 
     async def _publish_record(self, members: frozenset[ID]) -> None:
         now = self.ctx.clock()

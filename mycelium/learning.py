@@ -427,6 +427,7 @@ class LearningPeer:
                     result.accuracy,
                     self._admits_us(record),
                     paired_edge(baseline.losses, result.losses) if baseline is not None else 0.0,
+                    result.expected_accuracy,
                 )
             )
 
@@ -446,6 +447,7 @@ class LearningPeer:
                         "members": c.members,
                         "advertised": round(c.advertised_accuracy, 4),
                         "measured": round(c.measured_accuracy, 4),
+                        "expected": round(c.soft_accuracy, 4),
                         "edge": round(c.edge, 2) if baseline is not None else None,
                     }
                     for c in sorted(evaluated, key=lambda c: c.group_id)
@@ -523,6 +525,7 @@ class LearningPeer:
             session.record.capacity,
             session.accuracy,
             own_score.accuracy,
+            expected_accuracy=own_score.expected_accuracy,
         )
         # members hear every group's record on the discovery topic; the DHT is asked now and then
         ask_dht = ctx.clock() - self._last_dht_listing >= DHT_LISTING_INTERVAL

@@ -37,6 +37,11 @@ class Evaluation:
     samples: int
     losses: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per sample, for paired comparisons
 
+    @property
+    def expected_accuracy(self) -> float:
+        """Mean probability given to the right class: accuracy without the 0/1 rounding."""
+        return float(np.exp(-self.losses).mean()) if len(self.losses) else float("nan")
+
 
 class Learner:
     """One model and the private data it trains on. Not thread-safe: one call at a time."""
