@@ -280,8 +280,8 @@ def build_node_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from mycelium.client import decode_invite_token
     from mycelium.config import DEFAULT_TRAINING, LearnConfig, NodeConfig, Timing
     from mycelium.errors import InvalidMessage
+    from mycelium.learn import TrainSettings
     from mycelium.learn.data import parse_partition, parse_shard
-    from mycelium.learn.train import TrainSettings
     from mycelium.net.host import DEFAULT_LISTEN, NetConfig, parse_multiaddr
     from mycelium.net.records import Policy, check_task_name, is_group_id
     from mycelium.policy.groups import GroupRules

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mycelium.learn import TrainSettings
 from mycelium.learn.data import Partition
-from mycelium.learn.train import TrainSettings
 from mycelium.net.host import NetConfig
 from mycelium.net.records import Policy
 from mycelium.policy.groups import GroupRules

@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from mycelium.errors import ConfigError, InvalidMessage
-from mycelium.learn import Weights
+from mycelium.learn import TrainSettings, Weights
 from mycelium.learn.aggregate import AGGREGATORS, aggregate, fedavg, krum, median, trimmed_mean
 from mycelium.learn.codec import CODECS, decode, encode, get_codec
 from mycelium.learn.data import node_data, parse_partition, parse_shard, partition_indices
 from mycelium.learn.models import build_model, fingerprint, get_weights
-from mycelium.learn.train import Learner, TrainSettings
+from mycelium.learn.train import Learner
 
 
 def w(*values: float) -> Weights:

@@ -138,6 +138,44 @@ def test_a_chunk_with_wrong_content_is_rejected_and_another_holder_is_asked() ->
     assert run([Corrupts, TransferService, TransferService], scenario) == BLOB
 
 
+def test_a_holder_that_gets_the_blob_a_moment_later_is_asked_again() -> None:
+    async def scenario(services):  # type: ignore[no-untyped-def]
+        (holder_host, holder), (_, puller) = services
+
+        async def receive_later() -> None:
+            await trio.sleep(transfer.RETRY_DELAY / 2)
+            holder.store.put(BLOB)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive_later)
+            return await puller.fetch(content_hash(BLOB), len(BLOB), [holder_host.get_id()])
+
+    assert run([TransferService, TransferService], scenario) == BLOB
+
+
+def test_more_pullers_than_a_holder_serves_at_once_all_get_the_blob() -> None:
+    pullers = transfer.MAX_UPLOADS + 4
+
+    async def scenario(services):  # type: ignore[no-untyped-def]
+        (holder_host, holder), *others = services
+        key = holder.store.put(BLOB)
+        results: list[bytes] = []
+
+        async def pull(service: TransferService) -> None:
+            results.append(await service.fetch(key, len(BLOB), [holder_host.get_id()]))
+
+        for host, _ in others:
+            await host.connect(info_from_p2p_addr(holder_host.get_addrs()[0]))
+
+        async with trio.open_nursery() as nursery:
+            for _, service in others:
+                nursery.start_soon(pull, service)
+        return results
+
+    results = run([TransferService] * (pullers + 1), scenario)
+    assert len(results) == pullers and all(r == BLOB for r in results)
+
+
 def test_unknown_content_oversized_and_mis_sized_requests_fail_cleanly() -> None:
     async def scenario(services):  # type: ignore[no-untyped-def]
         (holder_host, holder), (_, puller) = services

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mycelium.learn import Weights
+from mycelium.learn import TrainSettings, Weights
 from mycelium.learn.data import NodeData, Split
 from mycelium.learn.models import build_model, fingerprint, get_weights, set_weights, shapes_of
 
@@ -21,13 +21,6 @@ EVAL_BATCH = 2048
 
 def limit_torch_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    local_epochs: int = 5
-    batch_size: int = 32
-    lr: float = 0.1
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ PROTOCOL = TProtocol("/mycelium/model/1.0.0")
 CHUNK_BYTES = 256 * 1024
 MAX_REQUEST_BYTES = 256
 MAX_BLOB_BYTES = 512 * 1024 * 1024
-MAX_UPLOADS = 8
+MAX_UPLOADS = 16  # a full group (capacity 10) pulls one update from its author 9 times at once
+RETRY_PASSES = 3  # holders that were busy or did not hold the blob yet are asked again
+RETRY_DELAY = 0.5
 SERVE_TIMEOUT = 120.0
 MIN_RATE = 1_000_000  # bytes/s below which a pull is abandoned (after a fixed 10 s allowance)
 UNKNOWN_SIZE_ALLOWANCE = 32 * 1024 * 1024
@@ -38,6 +40,10 @@ UNKNOWN_SIZE_ALLOWANCE = 32 * 1024 * 1024
 
 def content_hash(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+class HolderNotReady(TransferError):
+    """The holder is serving too many pulls, or has not got the blob yet: worth asking again."""
 
 
 @dataclass
@@ -147,25 +153,34 @@ class TransferService:
             return cached
         received = bytearray()
         failures: list[str] = []
-        for holder in holders:
-            if holder == self._host.get_id():
-                continue
-            try:
-                with trio.fail_after(10.0 + (size or UNKNOWN_SIZE_ALLOWANCE) / MIN_RATE):
-                    await self._pull(holder, key, size, received)
-            except (TransferError, InvalidMessage, trio.TooSlowError) as error:
-                failures.append(f"{str(holder)[-8:]}: {error or 'too slow'}")
-                continue
-            except Exception as error:  # noqa: BLE001 - libp2p raises many types for a dead peer
-                failures.append(f"{str(holder)[-8:]}: {type(error).__name__}")
-                continue
-            if content_hash(bytes(received)) != key:
-                failures.append(f"{str(holder)[-8:]}: content does not match its hash")
-                received.clear()
-                continue
-            data = bytes(received)
-            self.store.put(data)
-            return data
+        others = [holder for holder in holders if holder != self._host.get_id()]
+        for attempt in range(RETRY_PASSES):
+            not_ready: list[ID] = []
+            for holder in others:
+                try:
+                    with trio.fail_after(10.0 + (size or UNKNOWN_SIZE_ALLOWANCE) / MIN_RATE):
+                        await self._pull(holder, key, size, received)
+                except HolderNotReady as error:
+                    failures.append(f"{str(holder)[-8:]}: {error}")
+                    not_ready.append(holder)
+                    continue
+                except (TransferError, InvalidMessage, trio.TooSlowError) as error:
+                    failures.append(f"{str(holder)[-8:]}: {error or 'too slow'}")
+                    continue
+                except Exception as error:  # noqa: BLE001 - libp2p raises many types for a dead peer
+                    failures.append(f"{str(holder)[-8:]}: {type(error).__name__}")
+                    continue
+                if content_hash(bytes(received)) != key:
+                    failures.append(f"{str(holder)[-8:]}: content does not match its hash")
+                    received.clear()
+                    continue
+                data = bytes(received)
+                self.store.put(data)
+                return data
+            others = not_ready
+            if not others or attempt == RETRY_PASSES - 1:
+                break
+            await trio.sleep(RETRY_DELAY * (attempt + 1))
         raise TransferError(
             f"could not fetch model {key.hex()[:12]} ({size} bytes): {'; '.join(failures) or 'no holder'}"
         )
@@ -177,6 +192,10 @@ class TransferService:
             await stream.write(frame(request.SerializeToString()))
             reader = FrameReader(stream)
             response = decode_exact(pb.TransferResponse, await reader.read_frame(MAX_REQUEST_BYTES + 256))
+            if response.status in (pb.TransferResponse.BUSY, pb.TransferResponse.NOT_FOUND):
+                raise HolderNotReady(
+                    pb.TransferResponse.Status.Name(response.status).lower().replace("_", " ")
+                )
             if response.status != pb.TransferResponse.OK:
                 raise TransferError(
                     pb.TransferResponse.Status.Name(response.status).lower().replace("_", " ")
