@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, nargs="+", default=[10, 30])
     parser.add_argument("--records", type=int, default=40, help="records put then read per size")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=160)
     table = Table(title=f"DHT registry on loopback ({os.cpu_count()} cores)")
     for column in (
         "nodes",

@@ -230,9 +230,9 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
     timing.add_argument(
         "--member-expiry",
         type=_positive_float,
-        default=20.0,
+        default=30.0,
         metavar="SECONDS",
-        help="drop a member silent this long (default 20)",
+        help="drop a member silent this long (default 30)",
     )
     timing.add_argument(
         "--round-interval",

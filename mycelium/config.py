@@ -37,7 +37,7 @@ class LearnConfig:
 @dataclass(frozen=True)
 class Timing:
     heartbeat: float = 5.0
-    member_expiry: float = 20.0  # a member silent this long is dropped
+    member_expiry: float = 30.0  # a member silent this long is dropped (6 heartbeats: CPU-starved nodes lag)
     record_ttl: float = 90.0  # expiry written into group records
     republish: float = 15.0  # the leader rewrites the DHT record at least this often
     index_refresh: float = 60.0

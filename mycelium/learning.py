@@ -145,7 +145,15 @@ class LearningPeer:
 
     def _next_plan(self, session: GroupSession, outcome: Outcome) -> Plan:
         if outcome.reason == "migrate" and outcome.target:
-            return Plan("join", group_id=outcome.target, gain=outcome.gain, came_from=session.group_id)
+            # should the move fail, the model we carry goes into whatever group we end up in
+            return Plan(
+                "join",
+                group_id=outcome.target,
+                gain=outcome.gain,
+                came_from=session.group_id,
+                weights=session.model,
+                round=session.round,
+            )
         if outcome.reason == "split" and outcome.split:
             return Plan("split", group_id=outcome.split.group_id, split=outcome.split)
         if self.ctx.config.group in ("auto", "new"):
@@ -329,6 +337,9 @@ class LearningPeer:
                 ctx.remember_addrs(leader, response.leader_addrs)
                 queue.insert(0, leader)
                 continue
+            if response.status == pb.JoinResponse.NOT_MEMBER:  # a stale record: ask the next member
+                failures.append(f"{str(member)[-8:]} has left the group")
+                continue
             if response.status == pb.JoinResponse.FULL:
                 raise JoinRefused(f"group {record.group_id} is full")
             raise JoinRefused(f"group {record.group_id} refused us: {response.reason}")
@@ -367,7 +378,7 @@ class LearningPeer:
         session = self.session
         if session is not None and request.group_id == session.group_id:
             return await session.admit(remote, request)
-        return pb.JoinResponse(status=pb.JoinResponse.REFUSED, reason="we are not a member of that group")
+        return pb.JoinResponse(status=pb.JoinResponse.NOT_MEMBER, reason="we are not a member of that group")
 
     def _on_discovery(self, signed: Signed) -> None:
         try:

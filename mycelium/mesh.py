@@ -29,6 +29,7 @@ from mycelium.report import group_colours, print_summary, write_report, write_su
 
 POLL = 0.25
 STOP_GRACE = 6.0
+ROUND_INTERVAL_PER_NODE = 0.2  # seconds
 PR_SET_PDEATHSIG = 1
 
 
@@ -69,9 +70,9 @@ def add_mesh_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--round-interval",
         type=float,
-        default=0.0,
         metavar="SECONDS",
-        help="every node starts rounds at most this often (default 0)",
+        help="every node starts rounds at most this often (default 0.2 s per node: the nodes share "
+        "this machine's CPU, and paced rounds leave room for heartbeats, evaluations and moves)",
     )
     parser.add_argument(
         "--node-arg",
@@ -130,6 +131,9 @@ class Mesh:
         self.partition = parse_partition(args.partition)
         self.kills = _churn(args.kill_at, "--kill-at")
         self.joins = _churn(args.join_at, "--join-at")
+        self.round_interval = (
+            ROUND_INTERVAL_PER_NODE * args.nodes if args.round_interval is None else args.round_interval
+        )
         self.total = args.nodes + sum(count for _, count in self.joins)
         self.out = Path(args.out)
         self.children: dict[int, Child] = {}
@@ -172,8 +176,8 @@ class Mesh:
             "--capacity",
             str(args.capacity),
         ]
-        if args.round_interval > 0:
-            command += ["--round-interval", str(args.round_interval)]
+        if self.round_interval > 0:
+            command += ["--round-interval", str(self.round_interval)]
         if hold:
             command.append("--hold")  # released together once every node is in a group
         if bootstrap:

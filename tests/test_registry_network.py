@@ -19,7 +19,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.records.validator import Validator
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
 
-from mycelium.net.host import build_host
+from mycelium.net.host import NetConfig, build_host, open_stack
 from mycelium.net.records import (
     GroupRecord,
     Member,
@@ -29,6 +29,7 @@ from mycelium.net.records import (
     group_id_for,
     group_key,
 )
+from mycelium.net.registry import Registry
 from mycelium.net.signing import Kind, seal
 from mycelium.proto import mycelium_pb2 as pb
 
@@ -231,3 +232,21 @@ def test_sigterm_and_ctrl_c_stop_a_node_cleanly_within_5_s(spawn) -> None:
         assert time.monotonic() - start <= 5.0
         assert code == 0, node.stderr()[-2000:]
         assert node.events()[-1]["event"] == "left" or any(e["event"] == "left" for e in node.events())
+
+
+def test_putting_an_older_record_than_the_one_stored_locally_is_not_an_error() -> None:
+    async def scenario() -> int:
+        key_pair = create_new_key_pair()
+        config = NetConfig(listen=tuple(LOOPBACK))
+        async with open_stack(key_pair, config) as stack:
+            registry = Registry(stack.dht, key_pair)
+            older = _attacker_record(key_pair)
+            newer = older.successor(time.time(), 60)
+            await registry.put_group(newer)
+            await registry.put_group(older)  # py-libp2p raises ValueError here; the registry must not
+            stored = await registry.get_group(older.group_id, timeout=2)
+            stack.nursery.cancel_scope.cancel()
+            assert stored is not None
+            return stored.version
+
+    assert trio.run(scenario) == 2

@@ -116,7 +116,11 @@ class Registry:
 
     async def _put(self, key: str, value: bytes, timeout: float) -> None:
         with trio.move_on_after(timeout) as scope:
-            await self._dht.put_value(key, value)
+            try:
+                await self._dht.put_value(key, value)
+            except ValueError as error:  # py-libp2p: our own store already holds a newer value
+                log.info("put %s: %s", key, error)
+                return
         if scope.cancelled_caught:
             log.info("put %s: not all replicas answered within %.0f s", key, timeout)
 

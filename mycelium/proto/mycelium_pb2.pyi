@@ -295,10 +295,12 @@ class JoinResponse(_message.Message):
         REFUSED: _ClassVar[JoinResponse.Status]
         REDIRECT: _ClassVar[JoinResponse.Status]
         FULL: _ClassVar[JoinResponse.Status]
+        NOT_MEMBER: _ClassVar[JoinResponse.Status]
     ADMITTED: JoinResponse.Status
     REFUSED: JoinResponse.Status
     REDIRECT: JoinResponse.Status
     FULL: JoinResponse.Status
+    NOT_MEMBER: JoinResponse.Status
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     LEADER_FIELD_NUMBER: _ClassVar[int]
