@@ -24,10 +24,10 @@ from statistics import median
 import multiaddr
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
-from nodes import _die_with_parent
 from rich.console import Console
 from rich.table import Table
 
+from mycelium.mesh import die_with_parent
 from mycelium.net.gossip import Topic, run_topic
 from mycelium.net.host import NetConfig, open_stack
 from mycelium.net.signing import Kind, Signed
@@ -102,7 +102,7 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
         [sys.executable, __file__, *args],
         stdout=subprocess.PIPE,
         text=True,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 - only libc prctl, before exec
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only libc prctl, before exec
     )
 
 

@@ -5,7 +5,6 @@ Children die with the benchmark (PR_SET_PDEATHSIG) and are stopped by `NodeSet.c
 
 from __future__ import annotations
 
-import ctypes
 import json
 import random
 import signal
@@ -15,12 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-PR_SET_PDEATHSIG = 1
+from mycelium.mesh import die_with_parent
+
 Event = dict[str, Any]
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def rss_mib(pid: int) -> float:
@@ -60,7 +56,7 @@ class Node:
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only libc prctl, before exec
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only libc prctl, before exec
             )
 
     def events(self) -> list[Event]:

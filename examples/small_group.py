@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 
-def start_peer(workdir: Path, index: int, args: argparse.Namespace, extra: list[str]) -> subprocess.Popen[str]:
+def start_peer(
+    workdir: Path, index: int, args: argparse.Namespace, extra: list[str]
+) -> subprocess.Popen[str]:
     command = [
         sys.executable, "-m", "mycelium", "node",
         "--listen", "/ip4/127.0.0.1/tcp/0",

@@ -237,10 +237,10 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
     timing.add_argument(
         "--round-interval",
         type=float,
-        default=0.0,
+        default=1.0,
         metavar="SECONDS",
-        help="start rounds at most this often, e.g. to leave the machine to other work (default 0: "
-        "as fast as the group can)",
+        help="start rounds at most this often (default 1; 0 = as fast as the group can: a group of "
+        "one on digits would run dozens of rounds a second)",
     )
     timing.add_argument(
         "--round-floor",

@@ -41,7 +41,7 @@ class Timing:
     record_ttl: float = 90.0  # expiry written into group records
     republish: float = 15.0  # the leader rewrites the DHT record at least this often
     index_refresh: float = 60.0
-    round_interval: float = 0.0  # rounds start at most this often (0 = as fast as the group can)
+    round_interval: float = 1.0  # rounds start at most this often (0 = as fast as the group can)
     rounds: RoundTiming = field(default_factory=RoundTiming)
 
 

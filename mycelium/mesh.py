@@ -115,7 +115,8 @@ class Child:
     addr: str = ""
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """preexec_fn for children that must not outlive this process (Linux)."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
@@ -197,7 +198,7 @@ class Mesh:
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only libc prctl, before exec
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only libc prctl, before exec
         )
         stderr.close()
         child = Child(index, process, events)

@@ -14,7 +14,7 @@ from mycelium.errors import ConfigError, InvalidMessage
 from mycelium.learn import TrainSettings, Weights
 from mycelium.learn.aggregate import AGGREGATORS, aggregate, fedavg, krum, median, trimmed_mean
 from mycelium.learn.codec import CODECS, decode, encode, get_codec
-from mycelium.learn.data import node_data, parse_partition, parse_shard, partition_indices
+from mycelium.learn.data import held_out_sizes, node_data, parse_partition, parse_shard, partition_indices
 from mycelium.learn.models import build_model, fingerprint, get_weights
 from mycelium.learn.train import Learner
 
@@ -226,3 +226,11 @@ def test_digits_are_read_exactly_as_scikit_learn_loads_them() -> None:
     reference = load_digits()
     assert np.array_equal(x[:, 0], (reference.images / 16.0).astype(np.float32))
     assert np.array_equal(y, reference.target)
+
+
+@pytest.mark.parametrize(
+    ("shard", "validation", "test"),
+    [(10, 2, 1), (72, 14, 7), (1437, 287, 144), (6000, 300, 300), (60000, 300, 300)],
+)
+def test_held_out_splits_are_a_fifth_and_a_tenth_of_a_shard_capped_at_300(shard, validation, test) -> None:
+    assert held_out_sizes(shard) == (validation, test)

