@@ -66,7 +66,7 @@ def main() -> None:
                 accuracies = " ".join(f"{r['accuracy']:.3f}" for r in rounds)
                 same = len({r["model_hash"] for r in rounds}) == 1
                 print(f"{number + 1:>5}  {accuracies:<34} {'yes' if same else 'no'}")
-            print(f"{args.rounds} rounds in {time.monotonic() - started:.0f} s")
+            print(f"finished {args.rounds} rounds in {time.monotonic() - started:.0f} s")
         finally:
             for peer in peers:
                 peer.send_signal(signal.SIGTERM)
