@@ -53,6 +53,7 @@ ROUNDS_BUFFERED = 3  # announcements kept for the current round and the next two
 POLL = 0.25
 HISTORY = 500
 DISSOLVE_SILENCE = 3  # member expiries
+GOODBYE_FLUSH = 0.3  # seconds
 MAX_CLASSES = 1000
 
 
@@ -127,6 +128,7 @@ class GroupSession:
         self.split_plan: SplitPlan | None = None
         self.departed: set[ID] = set()  # members that left with the other half of a split
         self.gone: set[ID] = set()  # members that said goodbye (MemberLeft)
+        self.finished: set[ID] = set()  # ... because their run of --rounds was over
         self.peak_live = 1
         self.leave_when_alone = False  # set by nodes that may look for another group
         self.needs_advertising = False  # a group we lead that nobody knows of yet
@@ -196,9 +198,12 @@ class GroupSession:
                 if split.group_id == self.group_id and author == self.leader():
                     self._apply_split(split)
             elif signed.kind == Kind.MEMBER_LEFT:
-                if signed.decode(pb.MemberLeft).group_id == self.group_id:
+                left = signed.decode(pb.MemberLeft)
+                if left.group_id == self.group_id:
                     view.last_seen = 0.0
                     self.gone.add(author)
+                    if left.reason == "finished":
+                        self.finished.add(author)
                     self._record_dirty = True
         except InvalidMessage as error:
             log.debug("ignored %s from %s: %s", Kind.Name(signed.kind), author, error)
@@ -379,6 +384,7 @@ class GroupSession:
     async def run(self, between_rounds: BetweenRounds) -> Outcome:
         """Take part in the group until the node leaves it; always says goodbye (bounded)."""
         outcome = Outcome("shutdown")
+        said_goodbye = False
         try:
             async with trio.open_nursery() as nursery:
                 ready = trio.Event()
@@ -389,13 +395,23 @@ class GroupSession:
                 if len(self.record.members) > 1:
                     await self.catch_up(wait=2 * self.ctx.config.timing.heartbeat)
                 outcome = await self._round_loop(between_rounds)
+                # while still subscribed: once unsubscribed, the goodbye may reach nobody
+                said_goodbye = await self._say_goodbye(outcome)
                 nursery.cancel_scope.cancel()
         finally:
-            if outcome.reason != "evicted":
-                left = pb.MemberLeft(group_id=self.group_id, sent_at=self.ctx.clock(), reason=outcome.reason)
-                with trio.CancelScope(shield=True), trio.move_on_after(1.5):
-                    await self._publish(Kind.MEMBER_LEFT, left)
+            if not said_goodbye:  # stopped from outside (shutdown): the topic may be gone already
+                await self._say_goodbye(outcome)
         return outcome
+
+    async def _say_goodbye(self, outcome: Outcome) -> bool:
+        if outcome.reason != "evicted":
+            left = pb.MemberLeft(group_id=self.group_id, sent_at=self.ctx.clock(), reason=outcome.reason)
+            with trio.CancelScope(shield=True), trio.move_on_after(1.5):
+                await self._publish(Kind.MEMBER_LEFT, left)
+                # py-libp2p's gossipsub queues the message for a writer task: give it a moment
+                # before the caller tears the host down
+                await trio.sleep(GOODBYE_FLUSH)
+        return True
 
     async def _round_loop(self, between_rounds: BetweenRounds) -> Outcome:
         while True:
@@ -403,6 +419,8 @@ class GroupSession:
                 return Outcome("split", target=self.split_plan.group_id, split=self.split_plan)
             if self._evicted:
                 return Outcome("evicted")
+            if self.ctx.config.rounds and self.run_is_over():
+                return Outcome("finished")
             self.peak_live = max(self.peak_live, len(self.live_members()))
             if self.leave_when_alone and self.peak_live > 1 and self._dissolved():
                 return Outcome("dissolved")
@@ -413,6 +431,11 @@ class GroupSession:
             self._next_round_at = trio.current_time() + self.ctx.config.timing.round_interval
             await self._run_round()
             await self.catch_up(wait=0.0)
+
+    def run_is_over(self) -> bool:
+        """Every other member left because its run was over, and nobody else is here: a node that
+        joined later (its own count of rounds lags) would otherwise train alone on its own data."""
+        return bool(self.finished) and self.live_members() == {self.ctx.peer_id}
 
     def _dissolved(self) -> bool:
         """Every other member left, or stayed silent for three expiry periods.

@@ -59,3 +59,17 @@ def test_a_member_killed_mid_round_does_not_stall_the_others_beyond_the_deadline
         # training (20 epochs) + the 3 s floor + slack; the 40 s member expiry never came into play
         assert all(e["wall_s"] < 15 for e in after), after
         assert after[0]["time"] - killed_at < 15
+
+
+def test_a_member_whose_group_finished_its_run_does_not_train_on_alone(spawn) -> None:
+    boot = spawn("boot", "--group", "none")
+    common = ["--bootstrap", boot.addr, "--partition", "iid", "--min-members", "2"]
+    short = spawn("short", "--shard", "0/2", "--rounds", "4", *common)
+    group = short.wait_for("joined")["group"]
+    long = spawn("long", "--shard", "1/2", "--rounds", "30", *common)
+    assert long.wait_for("joined", timeout=90)["group"] == group
+    assert short.process.wait(120) == 0, short.stderr()[-2000:]
+    assert long.process.wait(60) == 0, long.stderr()[-2000:]
+    rounds = long.rounds()
+    assert len(rounds) < 30 and all(r["group"] == group for r in rounds), rounds[-3:]
+    assert long.wait_for("left")["reason"] == "finished"
