@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mycelium.node import RunningNode
+from mycelium.policy.admission import in_peer_order
 
 REFRESH_HZ = 4
 PLAIN_EVERY = 5.0
@@ -103,7 +104,7 @@ def take_snapshot(node: RunningNode, started: float, rates: tuple[float, float] 
             round=session.round if peer == stack.peer_id else session.members[peer].round,
             accuracy=session.accuracy if peer == stack.peer_id else session.members[peer].accuracy,
         )
-        for peer in sorted(session.record.member_ids | {stack.peer_id}, key=lambda p: p.to_bytes())
+        for peer in in_peer_order(session.record.member_ids | {stack.peer_id})
         if peer in live or peer == stack.peer_id
     )
     progress = session.progress

@@ -39,7 +39,7 @@ from mycelium.net.records import (
 )
 from mycelium.net.signing import Kind, Signed
 from mycelium.net.transfer import content_hash
-from mycelium.policy.admission import JoinCase, Verdict, decide_join, leader_of
+from mycelium.policy.admission import JoinCase, Verdict, decide_join, in_peer_order, leader_of
 from mycelium.policy.rounds import Close, close_decision, wait_limit
 from mycelium.policy.split import SplitRules, SplitState, split_step
 from mycelium.proto import mycelium_pb2 as pb
@@ -294,7 +294,7 @@ class GroupSession:
                 last_seen=now if peer == self.ctx.peer_id else self.members[peer].last_seen,
                 addrs=self.members[peer].addrs[:4],
             )
-            for peer in sorted(members, key=lambda p: p.to_bytes())
+            for peer in in_peer_order(members)
         )
         self.record = self.record.successor(
             now,
@@ -396,14 +396,15 @@ class GroupSession:
                     await self.catch_up(wait=2 * self.ctx.config.timing.heartbeat)
                 outcome = await self._round_loop(between_rounds)
                 # while still subscribed: once unsubscribed, the goodbye may reach nobody
-                said_goodbye = await self._say_goodbye(outcome)
+                await self._say_goodbye(outcome)
+                said_goodbye = True
                 nursery.cancel_scope.cancel()
         finally:
             if not said_goodbye:  # stopped from outside (shutdown): the topic may be gone already
                 await self._say_goodbye(outcome)
         return outcome
 
-    async def _say_goodbye(self, outcome: Outcome) -> bool:
+    async def _say_goodbye(self, outcome: Outcome) -> None:
         if outcome.reason != "evicted":
             left = pb.MemberLeft(group_id=self.group_id, sent_at=self.ctx.clock(), reason=outcome.reason)
             with trio.CancelScope(shield=True), trio.move_on_after(1.5):
@@ -411,7 +412,6 @@ class GroupSession:
                 # py-libp2p's gossipsub queues the message for a writer task: give it a moment
                 # before the caller tears the host down
                 await trio.sleep(GOODBYE_FLUSH)
-        return True
 
     async def _round_loop(self, between_rounds: BetweenRounds) -> Outcome:
         while True:
@@ -613,8 +613,8 @@ class GroupSession:
         message = pb.GroupSplit(
             group_id=self.group_id,
             round=number,
-            stay=[p.to_bytes() for p in sorted(stay, key=lambda p: p.to_bytes())],
-            leave=[p.to_bytes() for p in sorted(leave, key=lambda p: p.to_bytes())],
+            stay=[p.to_bytes() for p in in_peer_order(stay)],
+            leave=[p.to_bytes() for p in in_peer_order(leave)],
             new_group_id=group_id_for(creator, nonce),
             new_creator=creator.to_bytes(),
             nonce=nonce,
@@ -650,7 +650,7 @@ class GroupSession:
             group_id=message.new_group_id,
             creator=ID(message.new_creator),
             nonce=message.nonce,
-            members=tuple(sorted(leave, key=lambda p: p.to_bytes())),
+            members=tuple(in_peer_order(leave)),
             addrs={p: self.members[p].addrs if p in self.members else () for p in leave},
             round=message.round + 1,
             model=model,
@@ -664,7 +664,7 @@ class GroupSession:
         """FedAvg of our half's updates of round `number` if we hold them all; else our model."""
         if self.contributions_round != number or not half <= set(self.contributions):
             return self.model
-        ordered = sorted(half, key=lambda p: p.to_bytes())
+        ordered = in_peer_order(half)
         rule = get_aggregator(self.ctx.config.learn.aggregator)
         return aggregate(rule, [self.contributions[p] for p in ordered])
 

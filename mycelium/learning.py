@@ -188,7 +188,8 @@ class LearningPeer:
         now = ctx.clock()
         nonce = os.urandom(16)
         group_id = group_id_for(ctx.peer_id, nonce)
-        record = GroupRecord(
+        record = self._first_version(
+            now,
             group_id=group_id,
             task=config.task,
             name=config.name or f"group-{group_id[:8]}",
@@ -196,17 +197,26 @@ class LearningPeer:
             policy=config.policy,
             capacity=config.capacity,
             round=round_number,
-            members=(Member(ctx.peer_id, now, now, tuple(ctx.listen_addrs()[:4])),),
-            metrics=Metrics(samples=len(ctx.learner.data.train)),
-            version=1,
-            updated_at=now,
-            expires_at=now + config.timing.record_ttl,
+            members=(self._me_as_member(now),),
             creator=ctx.peer_id,
             nonce=nonce,
         )
         session = GroupSession(ctx, record, model, round_number, created=True)
         session.needs_advertising = True
         return session
+
+    def _first_version(self, now: float, **fields: Any) -> GroupRecord:
+        """Version 1 of a group record, dated `now`, advertising our sample count."""
+        return GroupRecord(
+            metrics=Metrics(samples=len(self.ctx.learner.data.train)),
+            version=1,
+            updated_at=now,
+            expires_at=now + self.ctx.config.timing.record_ttl,
+            **fields,
+        )
+
+    def _me_as_member(self, now: float) -> Member:
+        return Member(self.ctx.peer_id, now, now, tuple(self.ctx.listen_addrs()[:4]))
 
     async def _advertise(self, session: GroupSession) -> None:
         """Make a group we lead findable before telling anyone we are in it."""
@@ -222,7 +232,8 @@ class LearningPeer:
     async def _enter_split(self, split: SplitPlan) -> GroupSession:
         """Our half of a split group: every member builds the same record; its creator advertises it."""
         ctx = self.ctx
-        record = GroupRecord(
+        record = self._first_version(
+            split.sent_at,
             group_id=split.group_id,
             task=ctx.config.task,
             name=f"group-{split.group_id[:8]}",
@@ -233,10 +244,6 @@ class LearningPeer:
             members=tuple(
                 Member(p, split.sent_at, split.sent_at, split.addrs.get(p, ())[:4]) for p in split.members
             ),
-            metrics=Metrics(samples=len(ctx.learner.data.train)),
-            version=1,
-            updated_at=split.sent_at,
-            expires_at=split.sent_at + ctx.config.timing.record_ttl,
             creator=split.creator,
             nonce=split.nonce,
         )
@@ -258,7 +265,8 @@ class LearningPeer:
         except JoinRefused as error:
             log.info("resuming group %s alone: %s", plan.group_id, error)
         now = ctx.clock()
-        record = GroupRecord(
+        record = self._first_version(
+            now,
             group_id=plan.group_id,
             task=state["task"],
             name=state["name"],
@@ -266,11 +274,7 @@ class LearningPeer:
             policy=Policy(state["policy"]),
             capacity=int(state["capacity"]),
             round=int(state["round"]),
-            members=(Member(ctx.peer_id, now, now, tuple(ctx.listen_addrs()[:4])),),
-            metrics=Metrics(samples=len(ctx.learner.data.train)),
-            version=1,
-            updated_at=now,
-            expires_at=now + ctx.config.timing.record_ttl,
+            members=(self._me_as_member(now),),
             creator=ID.from_base58(state["creator"]),
             nonce=bytes.fromhex(state["nonce"]),
         )

@@ -158,23 +158,12 @@ class TransferService:
             not_ready: list[ID] = []
             for holder in others:
                 try:
-                    with trio.fail_after(10.0 + (size or UNKNOWN_SIZE_ALLOWANCE) / MIN_RATE):
-                        await self._pull(holder, key, size, received)
-                except HolderNotReady as error:
+                    data = await self._pull_verified(holder, key, size, received)
+                except TransferError as error:
                     failures.append(f"{str(holder)[-8:]}: {error}")
-                    not_ready.append(holder)
+                    if isinstance(error, HolderNotReady):
+                        not_ready.append(holder)
                     continue
-                except (TransferError, InvalidMessage, trio.TooSlowError) as error:
-                    failures.append(f"{str(holder)[-8:]}: {error or 'too slow'}")
-                    continue
-                except Exception as error:  # noqa: BLE001 - libp2p raises many types for a dead peer
-                    failures.append(f"{str(holder)[-8:]}: {type(error).__name__}")
-                    continue
-                if content_hash(bytes(received)) != key:
-                    failures.append(f"{str(holder)[-8:]}: content does not match its hash")
-                    received.clear()
-                    continue
-                data = bytes(received)
                 self.store.put(data)
                 return data
             others = not_ready
@@ -184,6 +173,22 @@ class TransferService:
         raise TransferError(
             f"could not fetch model {key.hex()[:12]} ({size} bytes): {'; '.join(failures) or 'no holder'}"
         )
+
+    async def _pull_verified(self, holder: ID, key: bytes, size: int | None, received: bytearray) -> bytes:
+        """The whole blob from one holder, resuming at `received`; any failure is a TransferError."""
+        try:
+            with trio.fail_after(10.0 + (size or UNKNOWN_SIZE_ALLOWANCE) / MIN_RATE):
+                await self._pull(holder, key, size, received)
+        except HolderNotReady:
+            raise
+        except (TransferError, InvalidMessage, trio.TooSlowError) as error:
+            raise TransferError(str(error) or "too slow") from None
+        except Exception as error:  # noqa: BLE001 - libp2p raises many types for a dead peer
+            raise TransferError(type(error).__name__) from None
+        if content_hash(bytes(received)) != key:
+            received.clear()
+            raise TransferError("content does not match its hash")
+        return bytes(received)
 
     async def _pull(self, holder: ID, key: bytes, size: int | None, received: bytearray) -> None:
         stream = await self._host.new_stream(holder, [PROTOCOL])

@@ -26,6 +26,11 @@ class Verdict(Enum):
     BAD_INVITE = "invite rejected"
 
 
+def in_peer_order(peers: Iterable[ID]) -> list[ID]:
+    """The order every member agrees on (by peer id bytes); its first is the leader."""
+    return sorted(peers, key=lambda peer: peer.to_bytes())
+
+
 def leader_of(members: Iterable[ID]) -> ID:
     return min(members, key=lambda peer: peer.to_bytes())
 
