@@ -21,37 +21,44 @@ from pathlib import Path
 import multiaddr
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
-from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from nodes import Node, NodeSet, percentile, rss_mib
 from rich.console import Console
 from rich.table import Table
 
 from mycelium.net.host import NetConfig, build_host, open_stack
-from mycelium.net.records import GroupRecord, Member, Metrics, Policy, group_id_for
+from mycelium.net.messages import seal_record
 from mycelium.net.registry import Registry
+from mycelium.net.signing import peer_id_of
+from mycelium.policy.peers import PeerId
+from mycelium.policy.records import GroupRecord, JoinPolicy, Member, Metrics, group_id_for
 
 SETTLE_SECONDS = 35.0  # nodes refill their routing tables 10 s and 30 s after start
 CONNECT_SAMPLES = 20
 
 
-def _record(peer: ID, nonce: bytes) -> GroupRecord:
+def _record(key_pair, nonce: bytes) -> GroupRecord:  # type: ignore[no-untyped-def]
     now = time.time()
-    return GroupRecord(
-        group_id=group_id_for(peer, nonce),
-        task="bench-mlp",
-        name="bench",
-        model_fingerprint="mlp:bench",
-        policy=Policy.OPEN,
-        capacity=10,
-        round=0,
-        members=(Member(peer, now, now),),
-        metrics=Metrics(accuracy=0.5),
-        version=1,
-        updated_at=now,
-        expires_at=now + 600,
-        creator=peer,
-        nonce=nonce,
+    peer: PeerId = peer_id_of(key_pair)
+    return seal_record(
+        key_pair,
+        GroupRecord(
+            group_id=group_id_for(peer, nonce),
+            task="bench-mlp",
+            name="bench",
+            model_fingerprint="mlp:bench",
+            policy=JoinPolicy.OPEN,
+            capacity=10,
+            round=0,
+            members=(Member(peer, now, now),),
+            metrics=Metrics(accuracy=0.5),
+            version=1,
+            updated_at=now,
+            expires_at=now + 600,
+            creator=peer,
+            nonce=nonce,
+            leader=peer,
+        ),
     )
 
 
@@ -67,8 +74,7 @@ async def _registry_latency(addrs: list[str], records: int) -> dict[str, list[fl
     async with open_stack(key_pair, config) as stack:
         await stack.bootstrap(lambda message: None)
         registry = Registry(stack.dht, key_pair)
-        peer = stack.peer_id
-        written = [_record(peer, secrets.token_bytes(16)) for _ in range(records)]
+        written = [_record(key_pair, secrets.token_bytes(16)) for _ in range(records)]
         for record in written:
             start = time.perf_counter()
             await registry.put_group(record)

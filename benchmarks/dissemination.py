@@ -27,7 +27,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from rich.console import Console
 from rich.table import Table
 
-from mycelium.mesh import die_with_parent
+from mycelium.mesh.launcher import die_with_parent
 from mycelium.net.gossip import Topic, run_topic
 from mycelium.net.host import NetConfig, open_stack
 from mycelium.net.signing import Kind, Signed

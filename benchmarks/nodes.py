@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mycelium.mesh import die_with_parent
+from mycelium.mesh.launcher import die_with_parent
 
 Event = dict[str, Any]
 

@@ -1,5 +1,5 @@
 import sys
 
-from mycelium.cli import main
+from mycelium.ui.cli import main
 
 sys.exit(main())

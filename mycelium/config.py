@@ -8,8 +8,8 @@ from pathlib import Path
 from mycelium.learn import TrainSettings
 from mycelium.learn.data import Partition
 from mycelium.net.host import NetConfig
-from mycelium.net.records import Policy
 from mycelium.policy.groups import GroupRules
+from mycelium.policy.records import JoinPolicy
 from mycelium.policy.rounds import RoundTiming
 
 # per data set: the standard settings of the reference figures (see README)
@@ -54,7 +54,7 @@ class NodeConfig:
     group: str = "auto"  # new | auto | none | <group id>
     name: str = ""
     capacity: int = 10
-    policy: Policy = Policy.OPEN
+    policy: JoinPolicy = JoinPolicy.OPEN
     invite: bytes = b""
     rounds: int = 0  # stop after this many rounds (0 = run until stopped)
     min_members: int = 1  # before a group's first round, wait for this many members ...
@@ -67,6 +67,7 @@ class NodeConfig:
     learn: LearnConfig = field(default_factory=LearnConfig)
     timing: Timing = field(default_factory=Timing)
     verbose: bool = False
+    attack: str = ""  # tests only: misbehave on purpose (node/attacks.py)
 
     @property
     def identity_path(self) -> Path:

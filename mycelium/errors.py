@@ -26,4 +26,9 @@ class TransferError(MyceliumError):
 
 
 class JoinRefused(MyceliumError):
-    """A group did not admit us; the message says why."""
+    """A group did not admit us; the message says why. `final`: asking again will not help (full,
+    refused, wrong model, invite problems), as opposed to a member that could not be reached."""
+
+    def __init__(self, message: str, final: bool = False) -> None:
+        super().__init__(message)
+        self.final = final

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mycelium.cli import build_node_config, node_parser
 from mycelium.net.identity import load_identity, peer_id_of
+from mycelium.ui.cli import node_parser
+from mycelium.ui.options import build_node_config
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -74,7 +75,7 @@ def test_the_image_runs_the_real_cli_as_a_non_root_user_with_cpu_torch() -> None
     dockerfile = (ROOT / "Dockerfile").read_text()
     entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, re.M).group(1))
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert entrypoint == ["mycelium-node"] and scripts["mycelium-node"] == "mycelium.cli:node_main"
+    assert entrypoint == ["mycelium-node"] and scripts["mycelium-node"] == "mycelium.ui.cli:node_main"
     assert re.search(r"^USER mycelium$", dockerfile, re.M)
     assert "torch-2.13.0+cpu" in dockerfile and "torch==2.13.0+cpu" in dockerfile
     assert "libgmp-dev" in dockerfile, "fastecdsa is compiled from source"

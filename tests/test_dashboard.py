@@ -18,7 +18,7 @@ from pathlib import Path
 import pyte
 from rich.console import Console
 
-from mycelium.dashboard import CandidateRow, MemberRow, Snapshot, plain_line, render, sparkline
+from mycelium.ui.dashboard import CandidateRow, MemberRow, Snapshot, plain_line, render, sparkline
 
 COLUMNS, ROWS = 150, 50
 

@@ -7,7 +7,8 @@ import pytest
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 
-from mycelium.policy.admission import JoinCase, Verdict, decide_join, leader_of
+from mycelium.net.signing import peer_id_of
+from mycelium.policy.admission import JoinCase, Verdict, decide_join
 from mycelium.policy.groups import (
     Candidate,
     GroupRules,
@@ -18,6 +19,7 @@ from mycelium.policy.groups import (
     paired_edge,
     worth_evaluating,
 )
+from mycelium.policy.peers import in_peer_order
 from mycelium.policy.rounds import Close, RoundTiming, close_decision, quorum_size, wait_limit
 from mycelium.policy.split import (
     SplitRules,
@@ -153,9 +155,10 @@ def test_admission(case: str, changes: dict, verdict: Verdict) -> None:
     assert decide_join(replace(BASE, **changes)) is verdict, case
 
 
-def test_every_member_computes_the_same_leader() -> None:
-    peers = [ID.from_pubkey(create_new_key_pair(bytes([i]) * 32).public_key) for i in range(1, 8)]
-    assert leader_of(peers) == leader_of(reversed(peers)) == min(peers, key=lambda p: p.to_bytes())
+def test_every_member_computes_the_same_peer_order() -> None:
+    peers = [peer_id_of(create_new_key_pair(bytes([i]) * 32)) for i in range(1, 8)]
+    assert in_peer_order(peers) == in_peer_order(reversed(peers)) == sorted(peers, key=lambda p: p.raw)
+    assert [p.raw for p in in_peer_order(peers)] == sorted(ID(p.raw).to_bytes() for p in peers)
 
 
 # --- choosing and leaving groups -----------------------------------------------------------------
@@ -287,6 +290,30 @@ def test_small_groups_merge_into_a_bigger_equally_good_one() -> None:
     small, big = cand("z", 0.80, members=2), cand("y", 0.795, members=6)
     assert migration_step(MigrationState(target="y", streak=1), 20, small, [big], R).move_to == "y"
     assert migration_step(MigrationState(target="z", streak=1), 20, big, [small], R).move_to is None
+
+
+def test_a_node_alone_joins_a_credible_group_however_well_its_own_model_scores_on_its_data() -> None:
+    # measured: a node that trained alone for 20 rounds scored its own model 0.93 on its own validation
+    # images and the group's 0.80 (t = -3), while the group's model was 0.94 on the common test set
+    alone, group = cand("z", 0.93, members=1), cand("y", 0.80, members=9, edge=-3.0)
+    assert (
+        migration_step(MigrationState(target="y", streak=1), 20, alone, [group], GroupRules()).move_to == "y"
+    )
+
+
+def test_two_nodes_alone_merge_one_way_only() -> None:
+    a, b = cand("a", 0.9, members=1), cand("b", 0.9, members=1)
+    rules = GroupRules()
+    assert migration_step(MigrationState(target="a", streak=1), 20, b, [a], rules).move_to == "a"
+    assert migration_step(MigrationState(target="b", streak=1), 20, a, [b], rules).move_to is None
+
+
+def test_a_node_alone_does_not_join_a_group_whose_model_does_not_fit_its_data() -> None:
+    alone, other_kind = cand("z", 0.93, members=1), cand("y", 0.30, advertised=0.94, members=9)
+    rules = GroupRules()
+    assert (
+        migration_step(MigrationState(target="y", streak=1), 20, alone, [other_kind], rules).move_to is None
+    )
 
 
 # --- splitting a group ---------------------------------------------------------------------------

@@ -20,17 +20,10 @@ from libp2p.records.validator import Validator
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
 
 from mycelium.net.host import NetConfig, build_host, open_stack
-from mycelium.net.records import (
-    GroupRecord,
-    Member,
-    Metrics,
-    Policy,
-    decode_group_record,
-    group_id_for,
-    group_key,
-)
+from mycelium.net.messages import decode_group_record, record_to_pb, seal_record
 from mycelium.net.registry import Registry
-from mycelium.net.signing import Kind, seal
+from mycelium.net.signing import Kind, peer_id_of, seal
+from mycelium.policy.records import GroupRecord, JoinPolicy, Member, Metrics, group_id_for, group_key
 from mycelium.proto import mycelium_pb2 as pb
 
 LOOPBACK = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
@@ -90,14 +83,15 @@ class AcceptAnything(Validator):
 
 
 def _attacker_record(key_pair, **changes) -> GroupRecord:  # type: ignore[no-untyped-def]
-    peer = ID.from_pubkey(key_pair.public_key)
+    """A valid version 1 of a group of the attacker's own (signed with `seal_record`)."""
+    peer = peer_id_of(key_pair)
     now = time.time()
     record = GroupRecord(
         group_id=group_id_for(peer, b"a" * 16),
         task="digits-mlp",
         name="attacker",
         model_fingerprint="mlp:x",
-        policy=Policy.OPEN,
+        policy=JoinPolicy.OPEN,
         capacity=10,
         round=0,
         members=(Member(peer, now, now),),
@@ -107,6 +101,7 @@ def _attacker_record(key_pair, **changes) -> GroupRecord:  # type: ignore[no-unt
         expires_at=now + 60,
         creator=peer,
         nonce=b"a" * 16,
+        leader=peer,
     )
     return replace(record, **changes)
 
@@ -141,14 +136,14 @@ def test_forged_expired_oversized_and_random_records_are_rejected_by_every_node(
             record = decode_group_record(honest[peers[0]], time.time(), group)
             forged = pb.Envelope()
             forged.ParseFromString(honest[peers[0]])
-            forged.payload = (
+            forged.payload = record_to_pb(
                 replace(record, version=record.version + 100, updated_at=time.time() + 1)
-                .to_proto()
-                .SerializeToString()
-            )
+            ).SerializeToString()
             bad_values = {
                 "forged signature": forged.SerializeToString(),
-                "signed by a non-member": replace(record, version=record.version + 100).seal(key_pair),
+                "signed by a non-member": seal(
+                    key_pair, Kind.GROUP_RECORD, record_to_pb(replace(record, version=record.version + 100))
+                ),
                 "random bytes": os.urandom(300),
             }
             results: dict[str, list[bool]] = {}
@@ -158,11 +153,12 @@ def test_forged_expired_oversized_and_random_records_are_rejected_by_every_node(
                     assert await stored(peer) == honest[peer], f"{reason} replaced the honest record"
             own_key = group_key(_attacker_record(key_pair).group_id).encode()
             for reason, value in {
-                "expired": _attacker_record(
-                    key_pair, updated_at=time.time() - 120, expires_at=time.time() - 60
-                ).seal(key_pair),
-                "dated in the future": _attacker_record(key_pair, updated_at=time.time() + 3600).seal(
-                    key_pair
+                "expired": _sealed(
+                    _attacker_record(key_pair, updated_at=time.time() - 120, expires_at=time.time() - 60),
+                    key_pair,
+                ),
+                "dated in the future": _sealed(
+                    _attacker_record(key_pair, updated_at=time.time() + 3600), key_pair
                 ),
                 "oversized": _padded(_attacker_record(key_pair), 40_000, key_pair),
             }.items():
@@ -170,7 +166,7 @@ def test_forged_expired_oversized_and_random_records_are_rejected_by_every_node(
                     await dht.value_store._store_at_peer(peer, own_key, value) for peer in peers
                 ]
                 assert [await stored(peer, own_key) for peer in peers] == [None] * len(peers), reason
-            control = _attacker_record(key_pair).seal(key_pair)
+            control = seal_record(key_pair, _attacker_record(key_pair)).signed
             results["control: a valid record of our own"] = [
                 await dht.value_store._store_at_peer(peer, own_key, control) for peer in peers
             ]
@@ -183,11 +179,16 @@ def test_forged_expired_oversized_and_random_records_are_rejected_by_every_node(
         assert accepted == [expected] * len(nodes), f"{reason}: {accepted}"
 
 
+def _sealed(record: GroupRecord, key_pair) -> bytes:  # type: ignore[no-untyped-def]
+    """Signed bytes of any record, valid or not (seal_record does not check the rules)."""
+    return seal(key_pair, Kind.GROUP_RECORD, record_to_pb(record))
+
+
 def _padded(record: GroupRecord, extra: int, key_pair) -> bytes:  # type: ignore[no-untyped-def]
     """A correctly signed record made oversized by an unknown field (valid in every other way)."""
     message = pb.GroupRecord()
     unknown_field_99 = b"\x9a\x06" + _varint(extra) + bytes(extra)
-    message.ParseFromString(record.to_proto().SerializeToString() + unknown_field_99)
+    message.ParseFromString(record_to_pb(record).SerializeToString() + unknown_field_99)
     return seal(key_pair, Kind.GROUP_RECORD, message)
 
 
@@ -240,8 +241,8 @@ def test_putting_an_older_record_than_the_one_stored_locally_is_not_an_error() -
         config = NetConfig(listen=tuple(LOOPBACK))
         async with open_stack(key_pair, config) as stack:
             registry = Registry(stack.dht, key_pair)
-            older = _attacker_record(key_pair)
-            newer = older.successor(time.time(), 60)
+            older = seal_record(key_pair, _attacker_record(key_pair))
+            newer = seal_record(key_pair, older.successor(time.time(), 60, leader=older.leader))
             await registry.put_group(newer)
             await registry.put_group(older)  # py-libp2p raises ValueError here; the registry must not
             stored = await registry.get_group(older.group_id, timeout=2)

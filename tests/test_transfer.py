@@ -15,11 +15,19 @@ from mycelium.errors import TransferError
 from mycelium.net import transfer
 from mycelium.net.framing import FrameReader, frame
 from mycelium.net.host import build_host
-from mycelium.net.transfer import BlobStore, Traffic, TransferService, content_hash
+from mycelium.net.traffic import Traffic
+from mycelium.net.transfer import BlobStore, TransferService, content_hash
+from mycelium.policy.peers import PeerId
 from mycelium.proto import decode_exact
 from mycelium.proto import mycelium_pb2 as pb
 
 LOOPBACK = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+
+
+def pid(host) -> PeerId:  # type: ignore[no-untyped-def]
+    return PeerId(host.get_id().to_bytes())
+
+
 BLOB = os.urandom(5 * transfer.CHUNK_BYTES + 1234)
 
 
@@ -95,7 +103,7 @@ def test_a_blob_is_pulled_in_chunks_and_verified() -> None:
     async def scenario(services):  # type: ignore[no-untyped-def]
         (holder_host, holder), (_, puller) = services
         key = holder.store.put(BLOB)
-        data = await puller.fetch(key, len(BLOB), [holder_host.get_id()])
+        data = await puller.fetch(key, len(BLOB), [pid(holder_host)])
         return data, puller._traffic.bytes_in, key in puller.store
 
     data, received, cached = run([TransferService, TransferService], scenario)
@@ -107,7 +115,7 @@ def test_a_transfer_cut_halfway_resumes_from_another_holder_at_the_same_offset()
         (dying_host, dying), (honest_host, honest), (_, puller) = services
         key = dying.store.put(BLOB)
         honest.store.put(BLOB)
-        data = await puller.fetch(key, len(BLOB), [dying_host.get_id(), honest_host.get_id()])
+        data = await puller.fetch(key, len(BLOB), [pid(dying_host), pid(honest_host)])
         return data, dying._traffic.bytes_out, honest._traffic.bytes_out
 
     data, from_dying, from_honest = run([DiesHalfway, TransferService, TransferService], scenario)
@@ -120,7 +128,7 @@ def test_a_transfer_cut_halfway_with_no_other_holder_fails_cleanly() -> None:
         (dying_host, dying), (_, puller) = services
         key = dying.store.put(BLOB)
         with pytest.raises(TransferError, match="could not fetch"):
-            await puller.fetch(key, len(BLOB), [dying_host.get_id()])
+            await puller.fetch(key, len(BLOB), [pid(dying_host)])
         return key in puller.store
 
     assert run([DiesHalfway, TransferService], scenario) is False
@@ -132,8 +140,8 @@ def test_a_chunk_with_wrong_content_is_rejected_and_another_holder_is_asked() ->
         key = bad.store.put(BLOB)
         good.store.put(BLOB)
         with pytest.raises(TransferError, match="does not match its hash"):
-            await puller.fetch(key, len(BLOB), [bad_host.get_id()])
-        return await puller.fetch(key, len(BLOB), [bad_host.get_id(), good_host.get_id()])
+            await puller.fetch(key, len(BLOB), [pid(bad_host)])
+        return await puller.fetch(key, len(BLOB), [pid(bad_host), pid(good_host)])
 
     assert run([Corrupts, TransferService, TransferService], scenario) == BLOB
 
@@ -148,7 +156,7 @@ def test_a_holder_that_gets_the_blob_a_moment_later_is_asked_again() -> None:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(receive_later)
-            return await puller.fetch(content_hash(BLOB), len(BLOB), [holder_host.get_id()])
+            return await puller.fetch(content_hash(BLOB), len(BLOB), [pid(holder_host)])
 
     assert run([TransferService, TransferService], scenario) == BLOB
 
@@ -162,7 +170,7 @@ def test_more_pullers_than_a_holder_serves_at_once_all_get_the_blob() -> None:
         results: list[bytes] = []
 
         async def pull(service: TransferService) -> None:
-            results.append(await service.fetch(key, len(BLOB), [holder_host.get_id()]))
+            results.append(await service.fetch(key, len(BLOB), [pid(holder_host)]))
 
         for host, _ in others:
             await host.connect(info_from_p2p_addr(holder_host.get_addrs()[0]))
@@ -180,7 +188,7 @@ def test_unknown_content_oversized_and_mis_sized_requests_fail_cleanly() -> None
     async def scenario(services):  # type: ignore[no-untyped-def]
         (holder_host, holder), (_, puller) = services
         key = holder.store.put(BLOB)
-        peer = [holder_host.get_id()]
+        peer = [pid(holder_host)]
         with pytest.raises(TransferError, match="not found"):
             await puller.fetch(content_hash(b"nothing"), 10, peer)
         with pytest.raises(TransferError, match="limit"):

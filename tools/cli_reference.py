@@ -20,7 +20,7 @@ WIDTH = "100"
 def reference() -> str:
     os.environ["COLUMNS"] = WIDTH  # argparse wraps help to the terminal width
     sys.path.insert(0, str(ROOT))
-    from mycelium.cli import main_parser
+    from mycelium.ui.cli import main_parser
 
     parser = main_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001

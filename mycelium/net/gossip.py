@@ -1,12 +1,14 @@
 """GossipSub topics carrying signed envelopes.
 
 Topics: `mycelium/group/<group_id>` (heartbeats, update announcements, membership records, leave
-notices) and `mycelium/<task>/groups` (group records as a discovery fast path).
+notices, splits, merge offers) and `mycelium/<task>/groups` (group records: the discovery fast path).
 
 Each topic gets a validator that drops, before relaying, anything that is oversized, not a valid
-envelope of an allowed kind, or signed by someone other than the message's libp2p sender. Validators
-never raise (a raising validator tears down py-libp2p's pubsub service). A dedicated task drains the
-subscription (py-libp2p's queue holds 32 messages and drops the rest) into our handler.
+envelope of an allowed kind, signed by someone other than the message's libp2p sender, or refused by
+the topic's own `relay` check (group topics: undecodable or outside the freshness window, so that
+nobody relays a replayed message). Validators never raise (a raising validator tears down
+py-libp2p's pubsub service). A dedicated task drains the subscription (py-libp2p's queue holds 32
+messages and drops the rest) into our handler.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from dataclasses import dataclass
 
 import trio
 from libp2p.crypto.keys import KeyPair
-from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 
 from mycelium.errors import InvalidMessage
-from mycelium.net.signing import Signed, open_envelope, seal
-from mycelium.net.transfer import Traffic
+from mycelium.net.signing import Signed, open_envelope
+from mycelium.net.traffic import Traffic
+from mycelium.policy.peers import PeerId
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,13 @@ def discovery_topic(task: str) -> str:
 
 def _open(message: rpc_pb2.Message, kinds: Collection[int], max_bytes: int) -> Signed:
     signed = open_envelope(message.data, kinds, max_bytes)
-    if signed.author.to_bytes() != message.from_id:
+    if signed.author.raw != message.from_id:
         raise InvalidMessage("envelope author differs from the gossip sender")
     return signed
+
+
+def _relay_everything(_signed: Signed) -> bool:
+    return True
 
 
 @dataclass
@@ -52,10 +58,11 @@ class Topic:
     key_pair: KeyPair
     traffic: Traffic
     kinds: frozenset[int]
+    relay: Callable[[Signed], bool] = _relay_everything
     max_bytes: int = MAX_GOSSIP_BYTES
 
-    async def publish(self, kind: int, message: object) -> None:
-        data = seal(self.key_pair, kind, message)  # type: ignore[arg-type]
+    async def publish(self, data: bytes) -> None:
+        """Publish one signed envelope (see net/messages.py for sealing our types)."""
         if len(data) > self.max_bytes:
             raise InvalidMessage(f"message of {len(data)} bytes is too large for gossip")
         self.traffic.bytes_out += len(data)
@@ -66,14 +73,13 @@ async def run_topic(
     topic: Topic,
     handle: Callable[[Signed], None],
     ready: trio.Event,
-    own_id: ID,
+    own_id: PeerId,
 ) -> None:
     """Subscribe, deliver every valid message from others to `handle`, unsubscribe on cancel."""
 
-    def validate(_forwarder: ID, message: rpc_pb2.Message) -> bool:
+    def validate(_forwarder: object, message: rpc_pb2.Message) -> bool:
         try:
-            _open(message, topic.kinds, topic.max_bytes)
-            return True
+            return topic.relay(_open(message, topic.kinds, topic.max_bytes))
         except Exception:  # noqa: BLE001 - never raise inside a py-libp2p validator
             return False
 
@@ -83,7 +89,7 @@ async def run_topic(
     try:
         while True:
             message = await subscription.get()
-            if message.from_id == own_id.to_bytes():
+            if message.from_id == own_id.raw:
                 continue
             try:
                 signed = _open(message, topic.kinds, topic.max_bytes)

@@ -33,14 +33,16 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.address_validation import expand_wildcard_address
 
 from mycelium.errors import BootstrapError, ConfigError
-from mycelium.net.records import NAMESPACE
 from mycelium.net.registry import RecordValidator
+from mycelium.policy.peers import PeerId
+from mycelium.policy.records import NAMESPACE
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 MAX_GOSSIP_RPC_BYTES = 1 << 20
 DIAL_TIMEOUT = 5.0
+ADDR_TTL = 600
 DISCONNECT_TIMEOUT = 2.0
 SHUTDOWN_TIMEOUT = 3.0  # after disconnecting: stopping services and listeners
 
@@ -150,14 +152,46 @@ class Stack:
     bootstrap_failures: list[str] = field(default_factory=list)
 
     @property
-    def peer_id(self) -> ID:
-        return self.host.get_id()
+    def peer_id(self) -> PeerId:
+        return PeerId(self.host.get_id().to_bytes())
 
     def listen_addrs(self) -> list[str]:
         return [str(addr) for addr in self.host.get_addrs()]
 
-    def connected_peers(self) -> list[ID]:
-        return list(self.host.get_connected_peers())
+    def dialable_addrs(self) -> list[str]:
+        """Our addresses without the /p2p suffix (what members store about each other)."""
+        suffix = f"/p2p/{self.peer_id}"
+        return [addr.removesuffix(suffix) for addr in self.listen_addrs()]
+
+    def connected_peers(self) -> list[PeerId]:
+        return [PeerId(peer.to_bytes()) for peer in self.host.get_connected_peers()]
+
+    def is_connected(self, peer: PeerId) -> bool:
+        return ID(peer.raw) in self.host.get_connected_peers()
+
+    def remember_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:
+        """Tell the peerstore where `peer` listens (for a while); bad addresses are skipped."""
+        parsed = []
+        for text in addrs:
+            try:
+                parsed.append(multiaddr.Multiaddr(text))
+            except Exception:  # noqa: BLE001 - a peer's bad address is its problem
+                continue
+        if parsed and peer != self.peer_id:
+            self.host.get_peerstore().add_addrs(ID(peer.raw), parsed, ADDR_TTL)
+
+    async def dial(self, peer: PeerId, addrs: Sequence[str], timeout: float = DIAL_TIMEOUT) -> bool:
+        """Connect to `peer` at `addrs` (or what the peerstore knows); False when it cannot be reached."""
+        if peer == self.peer_id or self.is_connected(peer):
+            return True
+        self.remember_addrs(peer, addrs)
+        try:
+            known = self.host.get_peerstore().addrs(ID(peer.raw))
+            await self.connect(PeerInfo(ID(peer.raw), known), timeout)
+        except Exception as error:  # noqa: BLE001 - unreachable peers raise many types
+            log.debug("dial %s: %s", peer.short, describe_error(error))
+            return False
+        return True
 
     async def connect(self, info: PeerInfo, timeout: float = DIAL_TIMEOUT) -> None:
         self.host.get_network().unblock_peer(info.peer_id)  # forget earlier failures: retry now

@@ -1,7 +1,8 @@
 """Stream protocol /mycelium/join/1.0.0: one signed JoinRequest in, one signed JoinResponse out.
 
-The answering member decides (see policy/admission.py); this module only moves and checks bytes.
-The request's signer must be the peer at the other end of the (Noise-authenticated) stream.
+The answering member decides (policy/admission.py, via the session); this module only moves and
+checks bytes. The request's signer must be the peer at the other end of the (Noise-authenticated)
+stream, and the answer's signer the member that was asked.
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ from libp2p.peer.id import ID
 
 from mycelium.errors import InvalidMessage, JoinRefused, TransferError
 from mycelium.net.framing import FrameReader, frame
-from mycelium.net.signing import Kind, Signed, open_envelope, seal
-from mycelium.proto import mycelium_pb2 as pb
+from mycelium.net.messages import (
+    join_answer_from_signed,
+    join_answer_to_pb,
+    join_request_from_signed,
+    join_request_to_pb,
+)
+from mycelium.net.signing import Kind, open_envelope, seal
+from mycelium.policy.messages import JoinAnswer, JoinRequest
+from mycelium.policy.peers import PeerId
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +34,21 @@ PROTOCOL = TProtocol("/mycelium/join/1.0.0")
 MAX_JOIN_BYTES = 64 * 1024
 JOIN_TIMEOUT = 10.0
 
-JoinHandler = Callable[[ID, pb.JoinRequest], Awaitable[pb.JoinResponse]]
+JoinHandler = Callable[[JoinRequest], Awaitable[JoinAnswer]]
 
 
 def serve_joins(host: IHost, key_pair: KeyPair, decide: JoinHandler) -> None:
     async def handle(stream: INetStream) -> None:
         try:
             with trio.fail_after(JOIN_TIMEOUT):
-                remote = stream.muxed_conn.peer_id
+                remote = PeerId(stream.muxed_conn.peer_id.to_bytes())
                 signed = open_envelope(
                     await FrameReader(stream).read_frame(MAX_JOIN_BYTES), Kind.JOIN_REQUEST, MAX_JOIN_BYTES
                 )
                 if signed.author != remote:
                     raise InvalidMessage("join request signed by another peer than the sender")
-                response = await decide(remote, signed.decode(pb.JoinRequest))
-                await stream.write(frame(seal(key_pair, Kind.JOIN_RESPONSE, response)))
+                answer = await decide(join_request_from_signed(signed))
+                await stream.write(frame(seal(key_pair, Kind.JOIN_RESPONSE, join_answer_to_pb(answer))))
             await stream.close()
         except Exception as error:  # noqa: BLE001 - a bad request must not hurt the member
             log.debug("join request failed: %s", error)
@@ -53,26 +61,27 @@ def serve_joins(host: IHost, key_pair: KeyPair, decide: JoinHandler) -> None:
     host.set_stream_handler(PROTOCOL, handle)
 
 
-async def request_join(
-    host: IHost, key_pair: KeyPair, member: ID, request: pb.JoinRequest
-) -> tuple[Signed, pb.JoinResponse]:
+async def request_join(host: IHost, key_pair: KeyPair, member: PeerId, request: JoinRequest) -> JoinAnswer:
     """Ask `member` to admit us; JoinRefused with the reason when the exchange itself fails."""
     try:
         with trio.fail_after(JOIN_TIMEOUT):
-            stream = await host.new_stream(member, [PROTOCOL])
+            stream = await host.new_stream(ID(member.raw), [PROTOCOL])
             try:
-                await stream.write(frame(seal(key_pair, Kind.JOIN_REQUEST, request)))
+                await stream.write(frame(seal(key_pair, Kind.JOIN_REQUEST, join_request_to_pb(request))))
                 raw = await FrameReader(stream).read_frame(MAX_JOIN_BYTES)
             finally:
                 with trio.move_on_after(1):
                     await stream.close()
     except trio.TooSlowError:
-        raise JoinRefused(f"member {member} did not answer within {JOIN_TIMEOUT:.0f} s") from None
+        raise JoinRefused(f"member {member.short} did not answer within {JOIN_TIMEOUT:.0f} s") from None
     except (TransferError, InvalidMessage) as error:
-        raise JoinRefused(f"member {member}: {error}") from None
+        raise JoinRefused(f"member {member.short}: {error}") from None
     except Exception as error:  # noqa: BLE001 - unreachable member, protocol not supported, ...
-        raise JoinRefused(f"member {member} unreachable: {type(error).__name__}") from None
-    signed = open_envelope(raw, Kind.JOIN_RESPONSE, MAX_JOIN_BYTES)
-    if signed.author != member:
-        raise JoinRefused("join response signed by another peer than the member asked")
-    return signed, signed.decode(pb.JoinResponse)
+        raise JoinRefused(f"member {member.short} unreachable: {type(error).__name__}") from None
+    try:
+        signed = open_envelope(raw, Kind.JOIN_RESPONSE, MAX_JOIN_BYTES)
+        if signed.author != member:
+            raise InvalidMessage("join response signed by another peer than the member asked")
+        return join_answer_from_signed(signed)
+    except InvalidMessage as error:
+        raise JoinRefused(f"member {member.short}: {error}") from None

@@ -1,11 +1,14 @@
 """Typed group records over py-libp2p's KadDHT.
 
-The node never touches raw DHT bytes: it puts and gets `GroupRecord` / `GroupIndex` values here.
-`RecordValidator` is registered on every node for the `/mycelium/` namespace, so remote peers
-reject what `records.decode_value` rejects (a node without it would store anything).
+The node never touches raw DHT bytes: it puts signed `GroupRecord` / `GroupIndex` values here and
+gets decoded ones back. `RecordValidator` is registered on every node for the `/mycelium/` namespace,
+so remote peers reject what `net.messages.decode_value` rejects and keep the version that
+`policy.records.best_record` believes (a node without it would store anything).
 
 Reads go to the network first: py-libp2p's `get_value` answers from the local store when it holds a
-copy, which may be stale. Every call is bounded in time.
+copy, which may be stale. What the network answers replaces the local copy only when it is a valid
+successor of it (`policy.records.believe`), so a forged version can never displace a record this node
+already holds. Every call is bounded in time.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import trio
 from libp2p.crypto.keys import KeyPair
@@ -20,16 +24,15 @@ from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.records.validator import Validator
 
 from mycelium.errors import InvalidMessage
-from mycelium.net.records import (
+from mycelium.net.messages import decode_group_index, decode_group_record, decode_value, seal_index
+from mycelium.policy.records import (
     GroupIndex,
     GroupRecord,
     IndexEntry,
-    decode_group_index,
-    decode_group_record,
-    decode_value,
+    believe,
+    best_record,
     group_key,
     merge_index,
-    select_newest,
     task_key,
 )
 
@@ -39,13 +42,21 @@ GET_TIMEOUT = 8.0
 PUT_TIMEOUT = 15.0
 INDEX_TTL = 180.0
 
+T = TypeVar("T")
+
+
+def _newest_index(indexes: list[GroupIndex]) -> int:
+    return max(range(len(indexes)), key=lambda i: (indexes[i].updated_at, -i))
+
 
 class RecordValidator(Validator):
     """Adapter from our record rules to py-libp2p's Validator interface.
 
     py-libp2p calls `validate` before storing or returning any value under `/mycelium/` (a raise
     rejects it) and `select` to choose among values: on a local put with [new, old] (0 = accept),
-    on a remote PUT_VALUE with [existing, new] (1 = accept) and over all answers of a get.
+    on a remote PUT_VALUE with [stored, offered] (1 = accept) and over all answers of a get. Group
+    records are chosen by `best_record`, whose first-on-tie keeps the stored value against an
+    offered version it does not validly succeed; indexes by their newest `updated_at`.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -58,7 +69,22 @@ class RecordValidator(Validator):
             raise ValueError(str(error)) from None
 
     def select(self, key: str, values: list[bytes]) -> int:
-        return select_newest(key, values, self._clock())
+        now = self._clock()
+        decoded: list[tuple[int, GroupRecord | GroupIndex]] = []
+        for index, value in enumerate(values):
+            try:
+                decoded.append((index, decode_value(key, value, now)))
+            except InvalidMessage:
+                continue
+        if not decoded:
+            return 0
+        records = [v for _, v in decoded if isinstance(v, GroupRecord)]
+        if len(records) == len(decoded):
+            return decoded[best_record(records)][0]
+        indexes = [v for _, v in decoded if isinstance(v, GroupIndex)]
+        if len(indexes) == len(decoded):
+            return decoded[_newest_index(indexes)][0]
+        return decoded[0][0]
 
 
 class Registry:
@@ -68,34 +94,37 @@ class Registry:
         self._clock = clock
 
     async def put_group(self, record: GroupRecord, timeout: float = PUT_TIMEOUT) -> None:
-        await self._put(group_key(record.group_id), record.seal(self._key_pair), timeout)
+        """Store a signed version (`record.signed`) at the closest peers."""
+        await self._put(group_key(record.group_id), record.signed, timeout)
 
     async def get_group(self, group_id: str, timeout: float = GET_TIMEOUT) -> GroupRecord | None:
-        value = await self._get_network_first(group_key(group_id), timeout)
-        if value is None:
-            return None
-        try:
-            return decode_group_record(value, self._clock(), group_id)
-        except InvalidMessage as error:
-            log.debug("group %s: %s", group_id, error)
-            return None
+        key = group_key(group_id)
+        decode = lambda raw: decode_group_record(raw, self._clock(), group_id)  # noqa: E731
+        local_raw, local = self._local(key, decode)
+        network = await self._get_network(key, timeout, decode)
+        if network is not None and believe(local, network, self._clock()):
+            return network
+        if local_raw is not None:
+            self._restore(key, local_raw)
+        return local
 
     async def get_index(self, task: str, timeout: float = GET_TIMEOUT) -> GroupIndex | None:
-        value = await self._get_network_first(task_key(task), timeout)
-        if value is None:
-            return None
-        try:
-            return decode_group_index(value, self._clock(), task)
-        except InvalidMessage as error:
-            log.debug("index %s: %s", task, error)
-            return None
+        key = task_key(task)
+        decode = lambda raw: decode_group_index(raw, self._clock(), task)  # noqa: E731
+        local_raw, local = self._local(key, decode)
+        network = await self._get_network(key, timeout, decode)
+        if network is not None and (local is None or network.updated_at >= local.updated_at):
+            return network
+        if local_raw is not None:
+            self._restore(key, local_raw)
+        return local
 
     async def advertise(self, task: str, group_ids: list[str], ttl: float = INDEX_TTL) -> None:
         """Add (or refresh) groups in the task's index: read, merge, write."""
         now = self._clock()
         current = await self.get_index(task)
         merged = merge_index(current, task, [IndexEntry(g, now + ttl) for g in group_ids], now, ttl)
-        await self._put(task_key(task), merged.seal(self._key_pair), PUT_TIMEOUT)
+        await self._put(task_key(task), seal_index(self._key_pair, merged), PUT_TIMEOUT)
 
     async def list_groups(self, task: str, timeout: float = GET_TIMEOUT) -> list[GroupRecord]:
         """The task's live groups, read from the network in parallel, newest first."""
@@ -118,34 +147,37 @@ class Registry:
         with trio.move_on_after(timeout) as scope:
             try:
                 await self._dht.put_value(key, value)
-            except ValueError as error:  # py-libp2p: our own store already holds a newer value
+            except ValueError as error:  # py-libp2p: our own store holds a version ours does not succeed
                 log.info("put %s: %s", key, error)
                 return
         if scope.cancelled_caught:
             log.info("put %s: not all replicas answered within %.0f s", key, timeout)
 
-    async def _get_network_first(self, key: str, timeout: float) -> bytes | None:
-        """Ask the network even when a local copy exists; keep whichever is newest."""
-        store = self._dht.value_store
-        key_bytes = key.encode()
-        local = store.get(key_bytes)
-        if local is not None:
-            store.remove(key_bytes)
-        network: bytes | None = None
+    def _local(self, key: str, decode: Callable[[bytes], T]) -> tuple[bytes | None, T | None]:
+        """Our own copy, as stored and decoded (None when absent, expired or invalid)."""
+        stored = self._dht.value_store.get(key.encode())
+        if stored is None:
+            return None, None
         try:
-            with trio.move_on_after(timeout):
-                network = await self._dht.get_value(key)
-        finally:
-            if local is not None:
-                self._keep_newest(key, local, network)
-        candidates = [v for v in (local.value if local else None, network) if v is not None]
-        if not candidates:
-            return None
-        return candidates[select_newest(key, candidates, self._clock())]
+            return stored.value, decode(stored.value)
+        except InvalidMessage:
+            return stored.value, None
 
-    def _keep_newest(self, key: str, local: object, network: bytes | None) -> None:
+    async def _get_network(self, key: str, timeout: float, decode: Callable[[bytes], T]) -> T | None:
+        """Ask the network even when a local copy exists (py-libp2p would answer from it)."""
         store = self._dht.value_store
-        key_bytes = key.encode()
-        local_value: bytes = local.value  # type: ignore[attr-defined]
-        if network is None or select_newest(key, [network, local_value], self._clock()) == 1:
-            store.put_record(key_bytes, local)  # type: ignore[arg-type]
+        store.remove(key.encode())
+        value: bytes | None = None
+        with trio.move_on_after(timeout):
+            value = await self._dht.get_value(key)
+        if value is None:
+            return None
+        try:
+            return decode(value)
+        except InvalidMessage as error:
+            log.debug("%s: %s", key, error)
+            return None
+
+    def _restore(self, key: str, value: bytes) -> None:
+        """Put our own copy back after a network read that did not succeed it."""
+        self._dht.value_store.put(key.encode(), value)

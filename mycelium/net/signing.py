@@ -18,10 +18,11 @@ from libp2p.crypto.serialization import deserialize_public_key
 from libp2p.peer.id import ID
 
 from mycelium.errors import InvalidMessage
+from mycelium.policy.peers import PeerId
 from mycelium.proto import M, decode_exact
 from mycelium.proto import mycelium_pb2 as pb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: group protocol v2 (record authority chain, sequence numbers, merge offers)
 SIGNING_DOMAIN = b"mycelium/v1\x00"
 Kind = pb.Envelope.Kind
 
@@ -31,7 +32,7 @@ class Signed:
     """An envelope whose signature checked out."""
 
     kind: int
-    author: ID
+    author: PeerId
     payload: bytes
     raw: bytes
 
@@ -41,6 +42,10 @@ class Signed:
 
 def _signed_bytes(kind: int, payload: bytes) -> bytes:
     return SIGNING_DOMAIN + kind.to_bytes(4, "big") + payload
+
+
+def peer_id_of(key_pair: KeyPair) -> PeerId:
+    return PeerId(ID.from_pubkey(key_pair.public_key).to_bytes())
 
 
 def seal(key_pair: KeyPair, kind: int, message: Message) -> bytes:
@@ -81,4 +86,4 @@ def open_envelope(data: bytes, kind: int | Collection[int], max_bytes: int) -> S
         valid = False
     if not valid:
         raise InvalidMessage(f"bad signature from {author}")
-    return Signed(kind=envelope.kind, author=author, payload=envelope.payload, raw=data)
+    return Signed(kind=envelope.kind, author=PeerId(author.to_bytes()), payload=envelope.payload, raw=data)

@@ -12,7 +12,6 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import trio
 from libp2p.abc import IHost, INetStream
@@ -21,6 +20,8 @@ from libp2p.peer.id import ID
 
 from mycelium.errors import InvalidMessage, TransferError
 from mycelium.net.framing import FrameReader, frame
+from mycelium.net.traffic import Traffic
+from mycelium.policy.peers import PeerId
 from mycelium.proto import decode_exact
 from mycelium.proto import mycelium_pb2 as pb
 
@@ -35,7 +36,8 @@ RETRY_PASSES = 3  # holders that were busy or did not hold the blob yet are aske
 RETRY_DELAY = 0.5
 SERVE_TIMEOUT = 120.0
 MIN_RATE = 1_000_000  # bytes/s below which a pull is abandoned (after a fixed 10 s allowance)
-UNKNOWN_SIZE_ALLOWANCE = 32 * 1024 * 1024
+UNKNOWN_SIZE_LIMIT = 32 * 1024 * 1024  # a pull that names no size (a group's model) takes at most this
+FETCH_DEADLINE = 60.0  # one fetch, every holder and retry included
 
 
 def content_hash(data: bytes) -> bytes:
@@ -44,14 +46,6 @@ def content_hash(data: bytes) -> bytes:
 
 class HolderNotReady(TransferError):
     """The holder is serving too many pulls, or has not got the blob yet: worth asking again."""
-
-
-@dataclass
-class Traffic:
-    """Payload bytes this node sent and received (gossip messages and transfers)."""
-
-    bytes_in: int = 0
-    bytes_out: int = 0
 
 
 class BlobStore:
@@ -144,16 +138,33 @@ class TransferService:
                 await stream.write(frame(pb.ModelChunk(offset=offset, data=chunk).SerializeToString()))
                 self._traffic.bytes_out += len(chunk)
 
-    async def fetch(self, key: bytes, size: int | None, holders: Sequence[ID]) -> bytes:
-        """The blob with sha256 `key` (of `size` bytes, if known) from the first holder able to serve it."""
+    async def fetch(
+        self, key: bytes, size: int | None, holders: Sequence[PeerId], deadline: float = FETCH_DEADLINE
+    ) -> bytes:
+        """The blob with sha256 `key` (of `size` bytes, if known) from the first holder able to serve
+        it, within `deadline` seconds in all."""
         if size is not None and size > MAX_BLOB_BYTES:
             raise TransferError(f"refusing a {size}-byte model: the limit is {MAX_BLOB_BYTES}")
         cached = self.store.get(key)
         if cached is not None:
             return cached
-        received = bytearray()
         failures: list[str] = []
-        others = [holder for holder in holders if holder != self._host.get_id()]
+        with trio.move_on_after(deadline) as scope:
+            data = await self._fetch(key, size, holders, failures)
+            if data is not None:
+                return data
+        if scope.cancelled_caught:
+            failures.append(f"gave up after {deadline:.0f} s")
+        raise TransferError(
+            f"could not fetch model {key.hex()[:12]} ({size} bytes): {'; '.join(failures) or 'no holder'}"
+        )
+
+    async def _fetch(
+        self, key: bytes, size: int | None, holders: Sequence[PeerId], failures: list[str]
+    ) -> bytes | None:
+        received = bytearray()
+        me = PeerId(self._host.get_id().to_bytes())
+        others = [ID(holder.raw) for holder in dict.fromkeys(holders) if holder != me]
         for attempt in range(RETRY_PASSES):
             not_ready: list[ID] = []
             for holder in others:
@@ -170,15 +181,13 @@ class TransferService:
             if not others or attempt == RETRY_PASSES - 1:
                 break
             await trio.sleep(RETRY_DELAY * (attempt + 1))
-        raise TransferError(
-            f"could not fetch model {key.hex()[:12]} ({size} bytes): {'; '.join(failures) or 'no holder'}"
-        )
+        return None
 
     async def _pull_verified(self, holder: ID, key: bytes, size: int | None, received: bytearray) -> bytes:
         """The whole blob from one holder, resuming at `received`; any failure is a TransferError."""
         try:
-            with trio.fail_after(10.0 + (size or UNKNOWN_SIZE_ALLOWANCE) / MIN_RATE):
-                await self._pull(holder, key, size, received)
+            with trio.fail_after(10.0 + (size or 0) / MIN_RATE) as scope:
+                await self._pull(holder, key, size, received, scope)
         except HolderNotReady:
             raise
         except (TransferError, InvalidMessage, trio.TooSlowError) as error:
@@ -190,7 +199,10 @@ class TransferService:
             raise TransferError("content does not match its hash")
         return bytes(received)
 
-    async def _pull(self, holder: ID, key: bytes, size: int | None, received: bytearray) -> None:
+    async def _pull(
+        self, holder: ID, key: bytes, size: int | None, received: bytearray, scope: trio.CancelScope
+    ) -> None:
+        """Pull from `received`'s length to the end; a size learned from the holder extends `scope`."""
         stream = await self._host.new_stream(holder, [PROTOCOL])
         try:
             request = pb.TransferRequest(content_hash=key, offset=len(received))
@@ -206,7 +218,10 @@ class TransferService:
                     pb.TransferResponse.Status.Name(response.status).lower().replace("_", " ")
                 )
             if size is None:
+                if response.total_size > UNKNOWN_SIZE_LIMIT:
+                    raise TransferError(f"holder offers {response.total_size} bytes, over our limit")
                 size = response.total_size
+                scope.deadline += size / MIN_RATE
             if response.total_size != size or size > MAX_BLOB_BYTES:
                 raise TransferError(f"holder offers {response.total_size} bytes, expected {size}")
             while len(received) < size:

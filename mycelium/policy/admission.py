@@ -1,19 +1,14 @@
-"""Who leads a group, and whether it admits a newcomer. Pure.
+"""Whether a group admits a newcomer. Pure.
 
-Admission is deterministic and serial: only the leader admits (other members redirect to it), and
-it decides one request at a time against its current member list. The leader is the member with the
-smallest peer id among those the record lists and that are still heard from, so every member that
-sees the same record and heartbeats agrees on it without a vote, and the group can never grow past
-its capacity through concurrent admissions.
+Admission is deterministic and serial: only the leader (the signer of the group's record) admits;
+other members redirect to it. The leader decides one request at a time against the members it would
+list, so concurrent joins can never push a group past its capacity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-
-from libp2p.peer.id import ID
 
 
 class Verdict(Enum):
@@ -24,15 +19,6 @@ class Verdict(Enum):
     WRONG_MODEL = "model fingerprint differs"
     NEEDS_INVITE = "group is invite-only; an invite signed by a member is required"
     BAD_INVITE = "invite rejected"
-
-
-def in_peer_order(peers: Iterable[ID]) -> list[ID]:
-    """The order every member agrees on (by peer id bytes); its first is the leader."""
-    return sorted(peers, key=lambda peer: peer.to_bytes())
-
-
-def leader_of(members: Iterable[ID]) -> ID:
-    return min(members, key=lambda peer: peer.to_bytes())
 
 
 @dataclass(frozen=True)

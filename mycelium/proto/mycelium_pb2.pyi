@@ -37,6 +37,7 @@ class Envelope(_message.Message):
         JOIN_RESPONSE: _ClassVar[Envelope.Kind]
         INVITE: _ClassVar[Envelope.Kind]
         GROUP_SPLIT: _ClassVar[Envelope.Kind]
+        MERGE_OFFER: _ClassVar[Envelope.Kind]
     KIND_UNSPECIFIED: Envelope.Kind
     GROUP_RECORD: Envelope.Kind
     GROUP_INDEX: Envelope.Kind
@@ -47,6 +48,7 @@ class Envelope(_message.Message):
     JOIN_RESPONSE: Envelope.Kind
     INVITE: Envelope.Kind
     GROUP_SPLIT: Envelope.Kind
+    MERGE_OFFER: Envelope.Kind
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -86,7 +88,7 @@ class Member(_message.Message):
     def __init__(self, peer_id: _Optional[bytes] = ..., joined_at: _Optional[float] = ..., last_seen: _Optional[float] = ..., addrs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GroupRecord(_message.Message):
-    __slots__ = ("group_id", "task", "name", "model_fingerprint", "policy", "capacity", "round", "members", "metrics", "version", "updated_at", "expires_at", "creator", "nonce", "model_hash")
+    __slots__ = ("group_id", "task", "name", "model_fingerprint", "policy", "capacity", "round", "members", "metrics", "version", "updated_at", "expires_at", "creator", "nonce", "model_hash", "previous", "leader")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +104,8 @@ class GroupRecord(_message.Message):
     CREATOR_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     task: str
     name: str
@@ -117,7 +121,9 @@ class GroupRecord(_message.Message):
     creator: bytes
     nonce: bytes
     model_hash: bytes
-    def __init__(self, group_id: _Optional[str] = ..., task: _Optional[str] = ..., name: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., policy: _Optional[_Union[JoinPolicy, str]] = ..., capacity: _Optional[int] = ..., round: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., version: _Optional[int] = ..., updated_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., creator: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., model_hash: _Optional[bytes] = ...) -> None: ...
+    previous: bytes
+    leader: bytes
+    def __init__(self, group_id: _Optional[str] = ..., task: _Optional[str] = ..., name: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., policy: _Optional[_Union[JoinPolicy, str]] = ..., capacity: _Optional[int] = ..., round: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., version: _Optional[int] = ..., updated_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., creator: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., model_hash: _Optional[bytes] = ..., previous: _Optional[bytes] = ..., leader: _Optional[bytes] = ...) -> None: ...
 
 class IndexEntry(_message.Message):
     __slots__ = ("group_id", "expires_at")
@@ -140,23 +146,29 @@ class GroupIndex(_message.Message):
     def __init__(self, task: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[IndexEntry, _Mapping]]] = ..., updated_at: _Optional[float] = ..., expires_at: _Optional[float] = ...) -> None: ...
 
 class MemberHeartbeat(_message.Message):
-    __slots__ = ("group_id", "round", "sent_at", "metrics", "model_hash", "addrs")
+    __slots__ = ("group_id", "round", "sent_at", "metrics", "model_hash", "addrs", "seq", "record_version", "record_digest")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
     ADDRS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    RECORD_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RECORD_DIGEST_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     round: int
     sent_at: float
     metrics: Metrics
     model_hash: bytes
     addrs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., sent_at: _Optional[float] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., model_hash: _Optional[bytes] = ..., addrs: _Optional[_Iterable[str]] = ...) -> None: ...
+    seq: int
+    record_version: int
+    record_digest: bytes
+    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., sent_at: _Optional[float] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., model_hash: _Optional[bytes] = ..., addrs: _Optional[_Iterable[str]] = ..., seq: _Optional[int] = ..., record_version: _Optional[int] = ..., record_digest: _Optional[bytes] = ...) -> None: ...
 
 class UpdateAnnounce(_message.Message):
-    __slots__ = ("group_id", "round", "samples", "metrics", "content_hash", "size", "codec", "inline_blob", "model_fingerprint", "base_hash", "sent_at", "label_counts")
+    __slots__ = ("group_id", "round", "samples", "metrics", "content_hash", "size", "codec", "inline_blob", "model_fingerprint", "base_hash", "sent_at", "label_counts", "seq")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +181,7 @@ class UpdateAnnounce(_message.Message):
     BASE_HASH_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
     LABEL_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     round: int
     samples: int
@@ -181,10 +194,11 @@ class UpdateAnnounce(_message.Message):
     base_hash: bytes
     sent_at: float
     label_counts: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., samples: _Optional[int] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., content_hash: _Optional[bytes] = ..., size: _Optional[int] = ..., codec: _Optional[_Union[Codec, str]] = ..., inline_blob: _Optional[bytes] = ..., model_fingerprint: _Optional[str] = ..., base_hash: _Optional[bytes] = ..., sent_at: _Optional[float] = ..., label_counts: _Optional[_Iterable[int]] = ...) -> None: ...
+    seq: int
+    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., samples: _Optional[int] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., content_hash: _Optional[bytes] = ..., size: _Optional[int] = ..., codec: _Optional[_Union[Codec, str]] = ..., inline_blob: _Optional[bytes] = ..., model_fingerprint: _Optional[str] = ..., base_hash: _Optional[bytes] = ..., sent_at: _Optional[float] = ..., label_counts: _Optional[_Iterable[int]] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class GroupSplit(_message.Message):
-    __slots__ = ("group_id", "round", "stay", "leave", "new_group_id", "new_creator", "nonce", "separation", "sent_at")
+    __slots__ = ("group_id", "round", "stay", "leave", "new_group_id", "new_creator", "nonce", "separation", "sent_at", "seq")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     STAY_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +208,7 @@ class GroupSplit(_message.Message):
     NONCE_FIELD_NUMBER: _ClassVar[int]
     SEPARATION_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     round: int
     stay: _containers.RepeatedScalarFieldContainer[bytes]
@@ -203,17 +218,40 @@ class GroupSplit(_message.Message):
     nonce: bytes
     separation: float
     sent_at: float
-    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., stay: _Optional[_Iterable[bytes]] = ..., leave: _Optional[_Iterable[bytes]] = ..., new_group_id: _Optional[str] = ..., new_creator: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., separation: _Optional[float] = ..., sent_at: _Optional[float] = ...) -> None: ...
+    seq: int
+    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., stay: _Optional[_Iterable[bytes]] = ..., leave: _Optional[_Iterable[bytes]] = ..., new_group_id: _Optional[str] = ..., new_creator: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., separation: _Optional[float] = ..., sent_at: _Optional[float] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class MemberLeft(_message.Message):
-    __slots__ = ("group_id", "sent_at", "reason")
+    __slots__ = ("group_id", "sent_at", "reason", "seq")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     sent_at: float
     reason: str
-    def __init__(self, group_id: _Optional[str] = ..., sent_at: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+    seq: int
+    def __init__(self, group_id: _Optional[str] = ..., sent_at: _Optional[float] = ..., reason: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class MergeOffer(_message.Message):
+    __slots__ = ("group_id", "seq", "sent_at", "part_record", "other_digest", "own_score", "other_score", "live_members")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    PART_RECORD_FIELD_NUMBER: _ClassVar[int]
+    OTHER_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    OWN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    OTHER_SCORE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    group_id: str
+    seq: int
+    sent_at: float
+    part_record: bytes
+    other_digest: bytes
+    own_score: float
+    other_score: float
+    live_members: int
+    def __init__(self, group_id: _Optional[str] = ..., seq: _Optional[int] = ..., sent_at: _Optional[float] = ..., part_record: _Optional[bytes] = ..., other_digest: _Optional[bytes] = ..., own_score: _Optional[float] = ..., other_score: _Optional[float] = ..., live_members: _Optional[int] = ...) -> None: ...
 
 class TensorBlob(_message.Message):
     __slots__ = ("name", "shape", "codec", "scale", "data")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
+from libp2p.crypto.keys import KeyPair
 
 from mycelium.config import NodeConfig
 from mycelium.errors import ConfigError
@@ -20,10 +21,11 @@ from mycelium.events import EventLog
 from mycelium.net.host import Stack, open_stack
 from mycelium.net.identity import load_or_create_identity
 from mycelium.net.registry import Registry
-from mycelium.net.transfer import BlobStore, Traffic, TransferService
+from mycelium.net.traffic import Traffic
+from mycelium.net.transfer import BlobStore, TransferService
 
 if TYPE_CHECKING:
-    from mycelium.learning import LearningPeer
+    from mycelium.node.peer import LearningPeer
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +57,19 @@ async def _learning_peer(
     config: NodeConfig,
     events: EventLog,
     stack: Stack,
-    key_pair: object,
+    key_pair: KeyPair,
     traffic: Traffic,
     transfer: TransferService,
     release: trio.Event | None,
 ) -> LearningPeer:
     # imported here: torch and the data sets load only on nodes that learn
-    from mycelium.context import NodeContext
     from mycelium.learn.data import node_data
     from mycelium.learn.train import Learner, limit_torch_threads
-    from mycelium.learning import LearningPeer
     from mycelium.net.gossip import Topic, discovery_topic
     from mycelium.net.signing import Kind
+    from mycelium.node.attacks import LieRound
+    from mycelium.node.peer import LearningPeer
+    from mycelium.node.services import Services
 
     learn = config.learn
     limit_torch_threads(learn.torch_threads)
@@ -74,24 +77,24 @@ async def _learning_peer(
         node_data, learn.dataset, learn.partition, learn.shard, learn.shards, learn.seed
     )
     learner = Learner(learn.model, data, seed=learn.seed * 1000 + learn.shard)
-    ctx = NodeContext(
+    services = Services(
         config=config,
-        key_pair=key_pair,  # type: ignore[arg-type]
+        key_pair=key_pair,
         stack=stack,
-        registry=Registry(stack.dht, key_pair),  # type: ignore[arg-type]
+        registry=Registry(stack.dht, key_pair),
         transfer=transfer,
         traffic=traffic,
         events=events,
         learner=learner,
         discovery=Topic(
-            discovery_topic(config.task),
-            stack.pubsub,
-            key_pair,
-            traffic,
-            frozenset({Kind.GROUP_RECORD}),  # type: ignore[arg-type]
+            discovery_topic(config.task), stack.pubsub, key_pair, traffic, frozenset({Kind.GROUP_RECORD})
         ),
     )
-    return LearningPeer(ctx, release)
+    if config.attack == "lie-round":
+        services.attack = LieRound(learner.shapes, seed=learn.shard)
+        services.attack.garbage_hash = services.store_model(services.attack.garbage)
+        transfer.store.pin("attack", services.attack.garbage_hash)
+    return LearningPeer(services, release)
 
 
 async def run_node(

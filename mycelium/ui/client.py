@@ -10,13 +10,14 @@ from pathlib import Path
 
 import multiaddr
 from libp2p.crypto.ed25519 import create_new_key_pair
-from libp2p.peer.id import ID
 
 from mycelium.errors import ConfigError
 from mycelium.net.host import NetConfig, open_stack
 from mycelium.net.identity import load_identity
-from mycelium.net.records import GroupRecord, make_invite
+from mycelium.net.invites import make_invite
 from mycelium.net.registry import Registry
+from mycelium.policy.peers import PeerId
+from mycelium.policy.records import GroupRecord
 
 CLIENT_LISTEN = (multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0"),)
 
@@ -36,8 +37,8 @@ def create_invite(identity: Path, group_id: str, invitee: str | None, ttl: float
     """A signed invite token; a group accepts it while its signer is one of the group's members."""
     key_pair = load_identity(identity)
     try:
-        target = ID.from_base58(invitee) if invitee else None
-    except Exception:  # noqa: BLE001 - base58 decoding raises several types
+        target = PeerId.from_text(invitee) if invitee else None
+    except ValueError:
         raise ConfigError(f"--for {invitee!r} is not a peer id") from None
     token = make_invite(key_pair, group_id, target, time.time() + ttl, os.urandom(8))
     return base64.urlsafe_b64encode(token).decode().rstrip("=")

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mycelium.mesh_state import MeshState
+from mycelium.mesh.state import MeshState
 
 PALETTE = [
     "#1f77b4",

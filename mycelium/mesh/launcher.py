@@ -24,8 +24,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from mycelium.errors import ConfigError
-from mycelium.mesh_state import MeshState
-from mycelium.report import group_colours, print_summary, write_report, write_summary
+from mycelium.mesh.report import group_colours, print_summary, write_report, write_summary
+from mycelium.mesh.state import MeshState
 
 POLL = 0.25
 STOP_GRACE = 6.0

@@ -20,8 +20,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from mycelium.node import RunningNode
-from mycelium.policy.admission import in_peer_order
+from mycelium.node.runner import RunningNode
+from mycelium.policy.peers import in_peer_order
 
 REFRESH_HZ = 4
 PLAIN_EVERY = 5.0
@@ -94,18 +94,18 @@ def take_snapshot(node: RunningNode, started: float, rates: tuple[float, float] 
     session = learning.session if learning else None
     if learning is None or session is None:
         return Snapshot(**base, learns=learning is not None)
-    live, leader = session.live_members(), session.leader()
+    membership = session.membership
+    me, live = stack.peer_id, session.live()
     members = tuple(
         MemberRow(
             peer=str(peer),
-            me=peer == stack.peer_id,
-            leader=peer == leader,
-            last_seen_s=0.0 if peer == stack.peer_id else now - session.members[peer].last_seen,
-            round=session.round if peer == stack.peer_id else session.members[peer].round,
-            accuracy=session.accuracy if peer == stack.peer_id else session.members[peer].accuracy,
+            me=peer == me,
+            leader=peer == membership.leader,
+            last_seen_s=0.0 if peer == me else now - membership.view_of(peer).last_seen,
+            round=session.round if peer == me else membership.view_of(peer).round,
+            accuracy=session.accuracy if peer == me else membership.view_of(peer).accuracy,
         )
-        for peer in in_peer_order(session.record.member_ids | {stack.peer_id})
-        if peer in live or peer == stack.peer_id
+        for peer in in_peer_order(live)
     )
     progress = session.progress
     return Snapshot(

@@ -1,43 +1,36 @@
-"""Command line: `mycelium node|groups|mesh|invite` and `mycelium-node` (= `mycelium node`).
+"""The options of `mycelium node` / `mycelium-node`, and how they become a `NodeConfig`.
 
 Every long option can also come from the environment: `--bootstrap-timeout 5` is
 `MYCELIUM_BOOTSTRAP_TIMEOUT=5` (repeatable options take several values separated by spaces).
-Errors are one line on stderr: exit code 2 for bad input, 1 for failures at run time.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import sys
-import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mycelium import __version__
-from mycelium.errors import ConfigError, MyceliumError
+from mycelium.errors import ConfigError
 
 DEFAULT_DATA_DIR = "./mycelium-data"
 ENV_PREFIX = "MYCELIUM_"
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
@@ -68,7 +61,7 @@ def _add_network_options(parser: argparse.ArgumentParser, listen_default: str) -
     )
     net.add_argument(
         "--bootstrap-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         metavar="SECONDS",
         help="give up when no bootstrap peer answered for this long (default 30)",
@@ -82,7 +75,7 @@ def _add_network_options(parser: argparse.ArgumentParser, listen_default: str) -
     )
 
 
-def _add_node_options(parser: argparse.ArgumentParser) -> None:
+def add_node_options(parser: argparse.ArgumentParser) -> None:
     from mycelium.learn import MODEL_NAMES
     from mycelium.learn.aggregate import AGGREGATORS
     from mycelium.learn.codec import CODECS
@@ -105,6 +98,7 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
     )
     node.add_argument("--dashboard", action="store_true", help="show a live Rich dashboard")
     node.add_argument("--verbose", action="store_true", help="log libp2p internals too")
+    node.add_argument("--attack", default="", help=argparse.SUPPRESS)  # tests only: node/attacks.py
 
     group = parser.add_argument_group("groups")
     group.add_argument(
@@ -119,7 +113,7 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--name", default="", help="name of a group this node creates")
     group.add_argument(
-        "--capacity", type=_positive_int, default=10, help="members of a created group (default 10)"
+        "--capacity", type=positive_int, default=10, help="members of a created group (default 10)"
     )
     group.add_argument(
         "--policy",
@@ -132,7 +126,7 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--evaluate-every",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=5,
         metavar="ROUNDS",
         help="compare the group with other groups every ROUNDS rounds (0 = never; default 5)",
@@ -146,14 +140,14 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--migrate-patience",
-        type=_positive_int,
+        type=positive_int,
         default=2,
         metavar="CHECKS",
         help="consecutive checks the gain must hold (default 2)",
     )
     group.add_argument(
         "--migrate-cooldown",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=5,
         metavar="ROUNDS",
         help="rounds after a move before the next (default 5)",
@@ -174,28 +168,28 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
     )
     learn.add_argument("--seed", type=int, default=0, help="partition and training seed (default 0)")
     learn.add_argument("--model", choices=MODEL_NAMES, default="mlp", help="default mlp")
-    learn.add_argument("--local-epochs", type=_positive_int, help="per round (default: digits 5, mnist 1)")
-    learn.add_argument("--batch-size", type=_positive_int, help="default 32")
+    learn.add_argument("--local-epochs", type=positive_int, help="per round (default: digits 5, mnist 1)")
+    learn.add_argument("--batch-size", type=positive_int, help="default 32")
     learn.add_argument(
-        "--lr", type=_positive_float, help="SGD learning rate (default: digits 0.1, mnist 0.05)"
+        "--lr", type=positive_float, help="SGD learning rate (default: digits 0.1, mnist 0.05)"
     )
     learn.add_argument("--aggregator", choices=sorted(AGGREGATORS), default="fedavg", help="default fedavg")
     learn.add_argument(
         "--codec", choices=sorted(CODECS), default="fp32", help="update encoding (default fp32)"
     )
     learn.add_argument(
-        "--rounds", type=_non_negative_int, default=0, help="stop after this many rounds (0 = never)"
+        "--rounds", type=non_negative_int, default=0, help="stop after this many rounds (0 = never)"
     )
     learn.add_argument(
         "--min-members",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="before the first round in a group, wait until it has N members (default 1)",
     )
     learn.add_argument(
         "--min-members-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=60.0,
         metavar="SECONDS",
         help="... but start anyway after this long (default 60)",
@@ -208,7 +202,7 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
     )
     learn.add_argument(
         "--hold-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=600.0,
         metavar="SECONDS",
         help="start anyway after holding this long (default 600)",
@@ -222,14 +216,14 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
         "over /mycelium/model/1.0.0 (default 65536)",
     )
     learn.add_argument(
-        "--torch-threads", type=_positive_int, default=1, help="torch intra-op threads (default 1)"
+        "--torch-threads", type=positive_int, default=1, help="torch intra-op threads (default 1)"
     )
 
     timing = parser.add_argument_group("timing")
-    timing.add_argument("--heartbeat", type=_positive_float, default=5.0, metavar="SECONDS", help="default 5")
+    timing.add_argument("--heartbeat", type=positive_float, default=5.0, metavar="SECONDS", help="default 5")
     timing.add_argument(
         "--member-expiry",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         metavar="SECONDS",
         help="drop a member silent this long (default 30)",
@@ -244,21 +238,21 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
     )
     timing.add_argument(
         "--round-floor",
-        type=_positive_float,
+        type=positive_float,
         default=3.0,
         metavar="SECONDS",
         help="shortest wait for the others after our update (default 3)",
     )
     timing.add_argument(
         "--round-ceiling",
-        type=_positive_float,
+        type=positive_float,
         default=120.0,
         metavar="SECONDS",
         help="longest wait for the others after our update (default 120)",
     )
 
 
-def _apply_environment(parser: argparse.ArgumentParser) -> None:
+def apply_environment(parser: argparse.ArgumentParser) -> None:
     """Take defaults from MYCELIUM_<OPTION> variables (converted like the option itself)."""
     for action in parser._actions:  # noqa: SLF001 - argparse has no public iterator
         long = next((o for o in action.option_strings if o.startswith("--")), None)
@@ -277,15 +271,16 @@ def _apply_environment(parser: argparse.ArgumentParser) -> None:
 
 def build_node_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """Turn parsed node options into a NodeConfig (ConfigError on bad values)."""
-    from mycelium.client import decode_invite_token
     from mycelium.config import DEFAULT_TRAINING, LearnConfig, NodeConfig, Timing
     from mycelium.errors import InvalidMessage
     from mycelium.learn import TrainSettings
     from mycelium.learn.data import parse_partition, parse_shard
     from mycelium.net.host import DEFAULT_LISTEN, NetConfig, parse_multiaddr
-    from mycelium.net.records import Policy, check_task_name, is_group_id
+    from mycelium.node.attacks import check_attack
     from mycelium.policy.groups import GroupRules
+    from mycelium.policy.records import JoinPolicy, check_task_name, is_group_id
     from mycelium.policy.rounds import RoundTiming
+    from mycelium.ui.client import decode_invite_token
 
     listen = tuple(parse_multiaddr(a, what="--listen") for a in (args.listen or [DEFAULT_LISTEN]))
     bootstrap = tuple(parse_multiaddr(a, what="--bootstrap", need_peer_id=True) for a in args.bootstrap)
@@ -320,7 +315,7 @@ def build_node_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         group=args.group,
         name=args.name,
         capacity=args.capacity,
-        policy=Policy(args.policy),
+        policy=JoinPolicy(args.policy),
         invite=decode_invite_token(args.invite) if args.invite else b"",
         rounds=args.rounds,
         min_members=args.min_members,
@@ -354,282 +349,5 @@ def build_node_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             rounds=RoundTiming(floor=args.round_floor, ceiling=args.round_ceiling),
         ),
         verbose=args.verbose,
+        attack=check_attack(args.attack) if args.attack else "",
     )
-
-
-# --- commands --------------------------------------------------------------------------------------
-
-
-def cmd_node(args: argparse.Namespace) -> int:
-    import trio
-
-    from mycelium.events import EventLog
-    from mycelium.node import run_until_signalled
-
-    config = build_node_config(args)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    events = EventLog(args.events if args.events else (None if args.dashboard else "-"))
-    on_start = None
-    if args.dashboard:
-        from mycelium.dashboard import start_dashboard
-
-        on_start = start_dashboard
-    try:
-        trio.run(run_until_signalled, config, events, on_start)
-    except BaseExceptionGroup as group:
-        error = _single_error(group)
-        if error is None:
-            raise
-        raise error from None
-    finally:
-        events.close()
-    return 0
-
-
-def _single_error(group: BaseExceptionGroup) -> BaseException | None:
-    """The MyceliumError inside a trio exception group, if that is what it holds."""
-    matched, _ = group.split(MyceliumError)
-    if matched is None:
-        return None
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [matched]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, BaseExceptionGroup):
-            stack.extend(current.exceptions)
-        else:
-            leaves.append(current)
-    return leaves[0] if leaves else None
-
-
-def cmd_groups(args: argparse.Namespace) -> int:
-    import trio
-
-    from mycelium.client import list_groups
-    from mycelium.errors import InvalidMessage
-    from mycelium.net.host import parse_multiaddr
-    from mycelium.net.records import check_task_name
-
-    if not args.bootstrap:
-        raise ConfigError("--bootstrap is required: the DHT is reached through a peer")
-    bootstrap = [parse_multiaddr(a, what="--bootstrap", need_peer_id=True) for a in args.bootstrap]
-    try:
-        check_task_name(args.task)
-    except InvalidMessage as error:
-        raise ConfigError(str(error)) from None
-    try:
-        records = trio.run(list_groups, bootstrap, args.task, args.timeout)
-    except BaseExceptionGroup as group:
-        error = _single_error(group)
-        if error is None:
-            raise
-        raise error from None
-    now = time.time()
-    if args.json:
-        print(json.dumps([_record_json(r, now) for r in records], indent=2))
-        return 0
-    _print_groups_table(args.task, records, now)
-    return 0
-
-
-def _record_json(record, now: float) -> dict:  # type: ignore[no-untyped-def]
-    return {
-        "group_id": record.group_id,
-        "name": record.name,
-        "task": record.task,
-        "policy": record.policy.value,
-        "capacity": record.capacity,
-        "round": record.round,
-        "members": [
-            {
-                "peer_id": str(m.peer_id),
-                "last_seen_s_ago": round(now - m.last_seen, 1),
-                "addrs": list(m.addrs),
-            }
-            for m in record.members
-        ],
-        "metrics": {
-            "accuracy": round(record.metrics.accuracy, 4),
-            "loss": round(record.metrics.loss, 4),
-            "samples": record.metrics.samples,
-            "rounds_per_minute": round(record.metrics.rounds_per_minute, 2),
-        },
-        "model_fingerprint": record.model_fingerprint,
-        "creator": str(record.creator),
-        "version": record.version,
-        "updated_s_ago": round(now - record.updated_at, 1),
-        "expires_in_s": round(record.expires_at - now, 1),
-    }
-
-
-def _print_groups_table(task: str, records, now: float) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    if not records:
-        console.print(f"no groups found for task [bold]{task}[/bold]")
-        return
-    table = Table(title=f"groups of task {task}")
-    for column in (
-        "group",
-        "name",
-        "members",
-        "policy",
-        "round",
-        "accuracy",
-        "loss",
-        "samples",
-        "rounds/min",
-        "updated",
-    ):
-        table.add_column(column, justify="right" if column not in ("group", "name", "policy") else "left")
-    for r in records:
-        members = f"{len(r.members)}/{r.capacity}\n" + "\n".join(f"…{str(m.peer_id)[-8:]}" for m in r.members)
-        table.add_row(
-            r.group_id,
-            r.name,
-            members,
-            r.policy.value,
-            str(r.round),
-            f"{r.metrics.accuracy:.3f}",
-            f"{r.metrics.loss:.3f}",
-            str(r.metrics.samples),
-            f"{r.metrics.rounds_per_minute:.1f}",
-            f"{now - r.updated_at:.0f} s ago",
-        )
-    console.print(table)
-
-
-def cmd_invite(args: argparse.Namespace) -> int:
-    from mycelium.client import create_invite
-    from mycelium.net.records import is_group_id
-
-    if not is_group_id(args.group):
-        raise ConfigError(f"--group {args.group!r} is not a group id")
-    identity = Path(args.identity) if args.identity else Path(args.data_dir) / "identity.key"
-    print(create_invite(identity, args.group, args.for_peer, args.ttl))
-    return 0
-
-
-def cmd_mesh(args: argparse.Namespace) -> int:
-    from mycelium.mesh import run_mesh_command
-
-    return run_mesh_command(args)
-
-
-# --- parsers ---------------------------------------------------------------------------------------
-
-
-def node_parser(prog: str = "mycelium-node") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Run one Mycelium peer: join the DHT, find or create a group, learn together."
-    )
-    _add_node_options(parser)
-    _apply_environment(parser)
-    return parser
-
-
-def main_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mycelium", description="Peer-to-peer federated learning groups.")
-    parser.add_argument("--version", action="version", version=f"mycelium {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    node = commands.add_parser(
-        "node", help="run one peer (same as mycelium-node)", description=node_parser().description
-    )
-    _add_node_options(node)
-    node.set_defaults(run=cmd_node)
-
-    groups = commands.add_parser(
-        "groups",
-        help="list a task's groups from the DHT",
-        description="List a task's groups, their members and advertised metrics.",
-    )
-    groups.add_argument(
-        "--bootstrap",
-        action="append",
-        metavar="MULTIADDR",
-        default=[],
-        help="peer to reach the DHT through, /.../p2p/<peer id>; repeatable (required)",
-    )
-    groups.add_argument("--task", required=True, help="task name, e.g. digits-mlp")
-    groups.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    groups.add_argument(
-        "--timeout",
-        type=_positive_float,
-        default=10.0,
-        metavar="SECONDS",
-        help="bound on bootstrap and on each DHT read (default 10)",
-    )
-    groups.set_defaults(run=cmd_groups)
-
-    mesh = commands.add_parser(
-        "mesh",
-        help="run a local mesh of N node processes with a live view",
-        description="Start N node processes on loopback, show them live, summarise.",
-    )
-    from mycelium.mesh import add_mesh_options
-
-    add_mesh_options(mesh)
-    mesh.set_defaults(run=cmd_mesh)
-
-    invite = commands.add_parser(
-        "invite",
-        help="print an invite to an invite-only group",
-        description="Sign an invite with this node's identity (a member of the group).",
-    )
-    invite.add_argument("--group", required=True, metavar="ID", help="the group to invite to")
-    invite.add_argument(
-        "--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR", help="where the identity lives"
-    )
-    invite.add_argument(
-        "--identity", metavar="FILE", help="identity key file (default DATA_DIR/identity.key)"
-    )
-    invite.add_argument(
-        "--for", dest="for_peer", metavar="PEER_ID", help="only this peer may use it (default anyone)"
-    )
-    invite.add_argument(
-        "--ttl",
-        type=_positive_float,
-        default=86400.0,
-        metavar="SECONDS",
-        help="valid for this long (default one day)",
-    )
-    invite.set_defaults(run=cmd_invite)
-
-    for sub in (node, groups, mesh, invite):
-        _apply_environment(sub)
-    return parser
-
-
-def _run(parse: Callable[[], argparse.Namespace], command: Callable[[argparse.Namespace], int]) -> int:
-    args = parse()
-    try:
-        return command(args)
-    except ConfigError as error:
-        print(f"mycelium: error: {error}", file=sys.stderr)
-        return 2
-    except MyceliumError as error:
-        print(f"mycelium: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = main_parser()
-    return _run(lambda: parser.parse_args(argv), lambda args: args.run(args))
-
-
-def node_main(argv: Sequence[str] | None = None) -> int:
-    parser = node_parser()
-    return _run(lambda: parser.parse_args(argv), cmd_node)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

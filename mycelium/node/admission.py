@@ -1,0 +1,55 @@
+"""Answering a join request for the group we are in (the decision itself: policy/admission.py).
+
+Only the leader admits, one request at a time (so the group never outgrows its capacity); it
+answers with the new version that lists the newcomer. Other members send the newcomer to the
+leader. A member already listed gets the version we hold, as its leader signed it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mycelium.net.invites import invite_problem
+from mycelium.policy.admission import Verdict
+from mycelium.policy.messages import JoinAnswer, JoinRequest, JoinStatus
+
+if TYPE_CHECKING:
+    from mycelium.node.session import GroupSession
+
+
+async def answer_join(session: GroupSession, request: JoinRequest) -> JoinAnswer:
+    async with session.admission:
+        services, membership = session.services, session.membership
+        now = services.clock()
+        if not session.freshness.in_window(request.sent_at, now):
+            return JoinAnswer(JoinStatus.REFUSED, reason="request dated outside the freshness window")
+        problem = None
+        if request.invite:
+            problem = invite_problem(request.invite, session.group_id, request.author, membership.listed, now)
+        verdict = membership.judge_join(
+            request.author,
+            fingerprint_matches=request.model_fingerprint == membership.record.model_fingerprint,
+            invite_presented=bool(request.invite),
+            invite_problem=problem,
+            now=now,
+        )
+        if verdict is Verdict.REDIRECT:
+            leader = membership.leader
+            return JoinAnswer(
+                JoinStatus.REDIRECT,
+                reason=verdict.value,
+                leader=leader,
+                leader_addrs=membership.addrs_of(leader),
+            )
+        if verdict is Verdict.ALREADY_MEMBER:
+            membership.heard_from(request.author, request.addrs, now)
+            return JoinAnswer(JoinStatus.ADMITTED, record_raw=membership.record.signed)
+        if verdict is Verdict.ADMIT:
+            members = membership.members_to_list(now) | {request.author}
+            record = session.writer.write(members, {request.author: request.addrs})
+            services.stack.remember_addrs(request.author, request.addrs)
+            await session.writer.spread(record)
+            return JoinAnswer(JoinStatus.ADMITTED, record_raw=record.signed)
+        status = JoinStatus.FULL if verdict is Verdict.FULL else JoinStatus.REFUSED
+        reason = verdict.value + (f": {problem}" if verdict is Verdict.BAD_INVITE else "")
+        return JoinAnswer(status, reason=reason)

@@ -1,0 +1,158 @@
+"""Finding groups for our task and measuring how well their models serve our data.
+
+`GroupDirectory` keeps the group records heard on the task's discovery topic: per group, the
+version a node without history would believe (policy/records.py), bounded in count. `Scout` lists
+the task's groups (DHT index plus directory), pulls the most promising models and evaluates them on
+our validation split; the choice itself is policy/groups.py's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import trio
+
+from mycelium.errors import InvalidMessage, TransferError
+from mycelium.learn.train import Evaluation
+from mycelium.net.messages import record_from_signed
+from mycelium.net.signing import Signed
+from mycelium.node.services import Services
+from mycelium.policy.groups import Candidate, paired_edge, worth_evaluating
+from mycelium.policy.records import GroupRecord, JoinPolicy, believe
+
+log = logging.getLogger(__name__)
+
+MAX_SEEN_GROUPS = 256
+EVALUATION_DEADLINE = 45.0  # every candidate's pull and evaluation together
+MODEL_PULL_DEADLINE = 30.0
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    """A candidate group as the dashboard shows it."""
+
+    group_id: str
+    members: int
+    advertised: float
+    measured: float
+
+
+class GroupDirectory:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._records: OrderedDict[str, GroupRecord] = OrderedDict()
+
+    def on_signed(self, signed: Signed) -> None:
+        try:
+            record = record_from_signed(signed, self._services.clock())
+        except InvalidMessage:
+            return
+        if record.task == self._services.config.task:
+            self.note(record)
+
+    def note(self, record: GroupRecord) -> None:
+        if believe(self._records.get(record.group_id), record, self._services.clock()):
+            self._records[record.group_id] = record
+            self._records.move_to_end(record.group_id)
+            while len(self._records) > MAX_SEEN_GROUPS:
+                self._records.popitem(last=False)
+
+    def get(self, group_id: str) -> GroupRecord | None:
+        record = self._records.get(group_id)
+        return record if record is not None and record.expires_at > self._services.clock() else None
+
+    def live(self) -> list[GroupRecord]:
+        now = self._services.clock()
+        return [r for r in self._records.values() if r.expires_at > now]
+
+
+class Scout:
+    def __init__(self, services: Services, directory: GroupDirectory) -> None:
+        self.services = services
+        self.directory = directory
+        self.candidates: list[CandidateView] = []
+        self.last_dht_listing = -1e18
+
+    async def known_groups(self, ask_dht: bool = True) -> list[GroupRecord]:
+        """Groups of our task with our model: from the DHT and from the discovery topic."""
+        services = self.services
+        found: dict[str, GroupRecord] = {}
+        if ask_dht:
+            for record in await services.registry.list_groups(services.config.task):
+                found[record.group_id] = record
+                self.directory.note(record)
+            self.last_dht_listing = services.clock()
+        for record in self.directory.live():
+            found.setdefault(record.group_id, record)
+        return [r for r in found.values() if r.model_fingerprint == services.learner.fingerprint]
+
+    def admits_us(self, record: GroupRecord) -> bool:
+        return record.policy is JoinPolicy.OPEN or bool(self.services.config.invite)
+
+    async def evaluate(
+        self, records: list[GroupRecord], exclude: str = "", baseline: Evaluation | None = None
+    ) -> list[Candidate]:
+        """Pull the most promising groups' models and score them on our validation split (against
+        `baseline`, our own group's model on the same images, when there is one). Bounded in time."""
+        services, rules = self.services, self.services.config.rules
+        learner = services.learner
+        hints = [
+            Candidate(r.group_id, len(r.members), r.capacity, r.metrics.accuracy, 0.0, self.admits_us(r))
+            for r in records
+            if r.group_id != exclude
+        ]
+        by_id = {r.group_id: r for r in records}
+        evaluated: list[Candidate] = []
+
+        async def score(group_id: str) -> None:
+            record = by_id[group_id]
+            if not record.model_hash:
+                return
+            holders = [record.leader] + [m.peer_id for m in record.members if m.peer_id != record.leader]
+            for member in record.members:
+                services.stack.remember_addrs(member.peer_id, member.addrs)
+            try:
+                model = await services.fetch_model(record.model_hash, holders, deadline=MODEL_PULL_DEADLINE)
+            except (TransferError, InvalidMessage) as error:
+                services.events.emit("evaluation_failed", group=group_id, reason=str(error))
+                return
+            result = await trio.to_thread.run_sync(learner.evaluate, learner.data.validation, model)
+            evaluated.append(
+                Candidate(
+                    group_id,
+                    len(record.members),
+                    record.capacity,
+                    record.metrics.accuracy,
+                    result.accuracy,
+                    self.admits_us(record),
+                    paired_edge(baseline.losses, result.losses) if baseline is not None else 0.0,
+                    result.expected_accuracy,
+                )
+            )
+
+        with trio.move_on_after(EVALUATION_DEADLINE):
+            async with trio.open_nursery() as nursery:
+                for group_id in worth_evaluating(hints, rules):
+                    nursery.start_soon(score, group_id)
+        self.candidates = [
+            CandidateView(c.group_id, c.members, c.advertised_accuracy, c.measured_accuracy)
+            for c in evaluated
+        ]
+        if evaluated:
+            services.events.emit(
+                "evaluated",
+                candidates=[
+                    {
+                        "group": c.group_id,
+                        "members": c.members,
+                        "advertised": round(c.advertised_accuracy, 4),
+                        "measured": round(c.measured_accuracy, 4),
+                        "expected": round(c.soft_accuracy, 4),
+                        "edge": round(c.edge, 2) if baseline is not None else None,
+                    }
+                    for c in sorted(evaluated, key=lambda c: c.group_id)
+                ],
+            )
+        return evaluated

@@ -1,0 +1,238 @@
+"""Entering a group: create one, join one, resume the one of a checkpoint, found a split's half.
+
+Each returns a `GroupSession` ready to run. A newcomer's record is the version the leader signed
+when it admitted us (the join answer), and its first model is the one that version names: the
+group vouches for it (policy/membership.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import trio
+
+from mycelium.errors import InvalidMessage, JoinRefused, TransferError
+from mycelium.learn import Weights
+from mycelium.learn import codec as tensor_codec
+from mycelium.net.join import request_join
+from mycelium.net.messages import decode_group_record
+from mycelium.node import checkpoint
+from mycelium.node.checkpoint import Checkpoint
+from mycelium.node.discovery import GroupDirectory
+from mycelium.node.outcome import SplitPlan
+from mycelium.node.services import Services
+from mycelium.node.session import GroupSession
+from mycelium.policy.messages import JoinRequest, JoinStatus
+from mycelium.policy.peers import PeerId, in_peer_order
+from mycelium.policy.records import GroupRecord, Member, Metrics, group_id_for
+
+log = logging.getLogger(__name__)
+
+PATIENT_ATTEMPTS = 6
+RETRY_DELAY = 2.0
+GROUP_MODEL_DEADLINE = 30.0
+
+EntryPoint = tuple[PeerId, tuple[str, ...]]
+
+
+def entry_points(record: GroupRecord, me: PeerId) -> list[EntryPoint]:
+    """Whom to ask to let us into `record`'s group: its leader first, then the others in peer order."""
+    order = [record.leader] + [p for p in in_peer_order(record.member_ids) if p != record.leader]
+    return [(p, record.member(p).addrs) for p in order if p != me]  # type: ignore[union-attr]
+
+
+class Entry:
+    def __init__(self, services: Services, directory: GroupDirectory) -> None:
+        self.services = services
+        self.directory = directory
+
+    # --- creating ---------------------------------------------------------------------------------
+
+    def create(
+        self,
+        model: Weights,
+        round_number: int,
+        members: Sequence[Member] = (),
+        nonce: bytes | None = None,
+        policy: object | None = None,
+        capacity: int | None = None,
+    ) -> GroupSession:
+        """Version 1 of a new group that we lead (listing `members` too: a split's half)."""
+        services, config = self.services, self.services.config
+        now = services.clock()
+        nonce = nonce or os.urandom(16)
+        me = services.peer_id
+        group_id = group_id_for(me, nonce)
+        listed = {m.peer_id: m for m in members}
+        listed[me] = Member(me, now, now, services.addrs())
+        record = GroupRecord(
+            group_id=group_id,
+            task=config.task,
+            name=config.name or f"group-{group_id[:8]}",
+            model_fingerprint=services.learner.fingerprint,
+            policy=policy or config.policy,  # type: ignore[arg-type]
+            capacity=capacity or config.capacity,
+            round=round_number,
+            members=tuple(listed[p] for p in in_peer_order(listed)),
+            metrics=Metrics(samples=len(services.learner.data.train)),
+            version=1,
+            updated_at=now,
+            expires_at=now + config.timing.record_ttl,
+            creator=me,
+            nonce=nonce,
+            leader=me,
+            model_hash=services.store_model(model),
+        )
+        return GroupSession(services, services.sign_record(record), model, round_number, created=True)
+
+    async def advertise(self, session: GroupSession) -> None:
+        """Make a group we created findable (after the node can answer join requests for it)."""
+        services, record = self.services, session.record
+        services.transfer.store.pin("record", record.model_hash)
+        await services.publish_discovery(record)  # first: nodes deciding right now hear it at once
+        await services.registry.put_group(record)
+        await services.registry.advertise(record.task, [record.group_id])
+
+    def found(self, split: SplitPlan) -> GroupSession | None:
+        """Our half of a split: its creator creates the group; the others join it (None)."""
+        if split.creator != self.services.peer_id:
+            return None
+        now = self.services.clock()
+        members = [Member(p, now, now, split.addrs.get(p, ())[:4]) for p in split.members]
+        return self.create(split.model, split.round, members, split.nonce, split.policy, split.capacity)
+
+    # --- joining ----------------------------------------------------------------------------------
+
+    async def join(
+        self,
+        group_id: str,
+        through: Sequence[EntryPoint] = (),
+        patient: bool = False,
+        carried: Weights | None = None,
+    ) -> GroupSession:
+        """Join `group_id`, asking `through` first, then the members of the version the DHT holds.
+
+        `patient`: keep trying for a while (the group is alive or being founded); JoinRefused when
+        it will not let us in (`final`) or nobody answered.
+        """
+        last = JoinRefused(f"group {group_id} not found in the DHT")
+        for attempt in range(PATIENT_ATTEMPTS if patient else 1):
+            if attempt:
+                await trio.sleep(RETRY_DELAY * attempt)
+            points = list(through)
+            record = await self.services.registry.get_group(group_id) or self.directory.get(group_id)
+            if record is not None:
+                points += [p for p in entry_points(record, self.services.peer_id) if p not in points]
+            if not points:
+                continue
+            try:
+                admitted = await self.request_admission(group_id, points)
+            except JoinRefused as error:
+                if error.final:
+                    raise
+                last = error
+                continue
+            model, round_number = await self._group_model(admitted, carried)
+            return GroupSession(self.services, admitted, model, round_number, created=False)
+        raise last
+
+    async def request_admission(self, group_id: str, points: Sequence[EntryPoint]) -> GroupRecord:
+        services = self.services
+        me = services.peer_id
+        for peer, addrs in points:
+            services.stack.remember_addrs(peer, addrs)
+        queue = [peer for peer, _ in points if peer != me]
+        asked: set[PeerId] = set()
+        request = JoinRequest(
+            author=me,
+            group_id=group_id,
+            model_fingerprint=services.learner.fingerprint,
+            invite=services.config.invite,
+            addrs=services.addrs(),
+            sent_at=services.clock(),
+        )
+        failures: list[str] = []
+        while queue:
+            member = queue.pop(0)
+            if member in asked:
+                continue
+            asked.add(member)
+            try:
+                answer = await request_join(services.stack.host, services.key_pair, member, request)
+            except JoinRefused as error:
+                failures.append(str(error))
+                continue
+            if answer.status is JoinStatus.ADMITTED:
+                return self._admitted(answer.record_raw, group_id)
+            if answer.status is JoinStatus.REDIRECT and answer.leader is not None:
+                services.stack.remember_addrs(answer.leader, answer.leader_addrs)
+                queue.insert(0, answer.leader)
+                continue
+            if answer.status is JoinStatus.NOT_MEMBER:  # a stale record: ask the next member
+                failures.append(f"{member.short} is not in the group")
+                continue
+            if answer.status is JoinStatus.FULL:
+                raise JoinRefused(f"group {group_id} is full", final=True)
+            raise JoinRefused(f"group {group_id} refused us: {answer.reason}", final=True)
+        raise JoinRefused(f"no member of group {group_id} let us in ({'; '.join(failures)[:300]})")
+
+    def _admitted(self, raw: bytes, group_id: str) -> GroupRecord:
+        try:
+            record = decode_group_record(raw, self.services.clock(), group_id)
+        except InvalidMessage as error:
+            raise JoinRefused(f"admission carried an invalid record: {error}") from None
+        if self.services.peer_id not in record.member_ids:
+            raise JoinRefused("admission record does not list us")
+        return record
+
+    async def _group_model(self, record: GroupRecord, carried: Weights | None) -> tuple[Weights, int]:
+        """The model the admission record names, or ours when it cannot be had (rounds catch up)."""
+        services = self.services
+        fallback = carried if carried is not None else services.learner.initial_weights()
+        if not record.model_hash:
+            return fallback, record.round
+        holders = [record.leader] + [p for p in in_peer_order(record.member_ids) if p != record.leader]
+        try:
+            model = await services.fetch_model(record.model_hash, holders, deadline=GROUP_MODEL_DEADLINE)
+        except (TransferError, InvalidMessage) as error:
+            log.info("group model unavailable (%s); the first round will catch up", error)
+            return fallback, record.round
+        return model, record.round
+
+    # --- resuming ---------------------------------------------------------------------------------
+
+    async def resume(self, saved: Checkpoint) -> GroupSession | None:
+        """Back after a restart: rejoin our group, or carry on its chain alone if nobody answers.
+
+        None when the checkpoint cannot be used (the node then looks for a group).
+        """
+        services = self.services
+        try:
+            model = tensor_codec.decode(saved.model, services.learner.fingerprint, services.learner.shapes)
+        except InvalidMessage:
+            checkpoint.forget(services.config.data_dir)
+            return None
+        record = saved.record
+        try:
+            return await self.join(record.group_id, entry_points(record, services.peer_id), carried=model)
+        except JoinRefused as error:
+            if error.final:
+                log.info("group %s will not have us back: %s", record.group_id, error)
+                return None
+            log.info("resuming group %s alone: %s", record.group_id, error)
+        if services.peer_id not in record.member_ids:
+            return None
+        now = services.clock()
+        alone = record.successor(
+            now,
+            services.config.timing.record_ttl,
+            leader=services.peer_id,
+            members=(Member(services.peer_id, now, now, services.addrs()),),
+            round=saved.round,
+            model_hash=services.store_model(model),
+        )
+        return GroupSession(
+            services, services.sign_record(alone), model, saved.round, created=False, advertise=True
+        )

@@ -1,0 +1,225 @@
+"""A learning node's life across groups: enter a group, learn in it, move on when it pays.
+
+`LearningPeer.run` loops: carry out a `Plan` (policy/lifecycle.py) to enter a group, run a
+`GroupSession` until it ends, and turn the `Outcome` into the next plan. Between rounds it counts
+progress and asks the migration policy (policy/groups.py) whether another group serves our data
+better.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import trio
+
+from mycelium.errors import JoinRefused
+from mycelium.learn import Weights
+from mycelium.net.gossip import run_topic
+from mycelium.net.join import serve_joins
+from mycelium.node import checkpoint
+from mycelium.node.admission import answer_join
+from mycelium.node.discovery import GroupDirectory, Scout
+from mycelium.node.entry import Entry, entry_points
+from mycelium.node.outcome import Outcome
+from mycelium.node.services import Services
+from mycelium.node.session import GroupSession
+from mycelium.policy.groups import Candidate, MigrationState, choose_group, migration_step
+from mycelium.policy.lifecycle import Ending, Plan, Step, after_failed_join, first_plan, next_plan
+from mycelium.policy.messages import JoinAnswer, JoinRequest, JoinStatus
+
+log = logging.getLogger(__name__)
+
+DHT_LISTING_INTERVAL = 120.0
+CREATE_JITTER = 4.0
+
+
+class LearningPeer:
+    def __init__(self, services: Services, release: trio.Event | None = None) -> None:
+        self.services = services
+        self.release = release  # --hold: the first round waits for it
+        self.directory = GroupDirectory(services)
+        self.scout = Scout(services, directory=self.directory)
+        self.entry = Entry(services, self.directory)
+        self.session: GroupSession | None = None
+        self.migration = MigrationState()
+        self.rounds_done = 0
+        self.sessions = 0
+        self.migrations = 0
+        self._carried: tuple[Weights, int] | None = None  # the model we take to the next group
+        self._last: Outcome | None = None
+        self._round_mark: int | None = None  # the session round up to which progress is counted
+        self._checked_at = 0  # rounds_done at the last migration check
+
+    @property
+    def candidates(self) -> list:  # type: ignore[type-arg]
+        return self.scout.candidates
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        services = self.services
+        serve_joins(services.stack.host, services.key_pair, self._on_join_request)
+        ready = trio.Event()
+        services.stack.nursery.start_soon(
+            run_topic, services.discovery, self.directory.on_signed, ready, services.peer_id
+        )
+        await ready.wait()
+        saved = checkpoint.load(services.config.data_dir, services.config.task, services.learner.fingerprint)
+        plan: Plan | None = first_plan(services.config.group, saved.record.group_id if saved else None)
+        while plan is not None:
+            session = await self._enter(plan, saved)
+            saved = None
+            session.leave_when_alone = services.config.group == "auto"
+            self.sessions += 1
+            self.session, self._round_mark = session, None
+            if session.advertise:  # after `self.session` is set: joins may come at once
+                await self.entry.advertise(session)
+            services.events.emit(
+                "joined",
+                group=session.group_id,
+                created=session.created,
+                members=len(session.record.members),
+                round=session.round,
+            )
+            if plan.step is Step.JOIN and plan.came_from and session.group_id == plan.group_id:
+                self.migrations += 1
+                services.events.emit(
+                    "migrated",
+                    **{"from": plan.came_from, "to": session.group_id, "gain": round(plan.gain, 4)},
+                )
+            outcome = Outcome(Ending.SHUTDOWN)
+            try:
+                outcome = await session.run(self._between_rounds)
+            finally:
+                self.session = None
+                services.events.emit("left", group=session.group_id, reason=outcome.ending.value)
+            self._carried, self._last = (session.model, session.round), outcome
+            plan = next_plan(
+                outcome.ending, services.config.group, session.group_id, outcome.target, outcome.gain
+            )
+
+    async def _enter(self, plan: Plan, saved: checkpoint.Checkpoint | None) -> GroupSession:
+        entry = self.entry
+        carried = self._carried[0] if self._carried else None
+        if plan.step is Step.RESUME and saved is not None:
+            session = await entry.resume(saved)
+            if session is not None:
+                return session
+            plan = Plan(Step.AUTO) if self.services.config.group != "new" else Plan(Step.CREATE)
+        if plan.step is Step.CREATE:
+            return entry.create(self.services.learner.initial_weights(), 0)
+        if plan.step is Step.FOUND and self._last is not None and self._last.split is not None:
+            split = self._last.split
+            founded = entry.found(split)
+            if founded is not None:
+                return founded
+            creator = (split.creator, split.addrs.get(split.creator, ()))
+            plan, carried = Plan(Step.JOIN, group_id=split.group_id, patient=True), split.model
+            through = [creator]
+        else:
+            through = []
+        if plan.step is Step.JOIN:
+            last_record = self._last.record if self._last is not None else None
+            if last_record is not None and last_record.group_id == plan.group_id:
+                through = entry_points(last_record, self.services.peer_id)
+            try:
+                return await entry.join(plan.group_id, through, patient=plan.patient, carried=carried)
+            except JoinRefused as error:
+                self.services.events.emit("join_failed", group=plan.group_id, reason=str(error))
+                fallback = after_failed_join(plan, self.services.config.group)
+                if fallback is None:
+                    raise
+                plan = fallback
+        return await self._discover_and_enter(plan)
+
+    # --- choosing a group -------------------------------------------------------------------------
+
+    async def _discover_and_enter(self, plan: Plan) -> GroupSession:
+        """Join the best group that fits our data, or create one (with the model we carry, if any).
+
+        Before creating, wait a random moment while listening on the task's discovery topic: nodes
+        that start together would otherwise all create groups of one at the same instant.
+        """
+        services, scout = self.services, self.scout
+        excluded = {plan.avoid} if plan.avoid else set()
+        candidates = await scout.evaluate(await scout.known_groups())
+        for attempt in range(2):
+            tried = set(excluded)
+            while choice := choose_group(
+                [c for c in candidates if c.group_id not in tried], services.config.rules
+            ):
+                tried.add(choice)
+                try:
+                    return await self.entry.join(choice, carried=self._carried[0] if self._carried else None)
+                except JoinRefused as error:
+                    services.events.emit("join_failed", group=choice, reason=str(error))
+                    if error.final:
+                        excluded.add(choice)
+            if attempt == 0:
+                await trio.sleep(random.uniform(0.0, CREATE_JITTER))
+                candidates = await scout.evaluate(await scout.known_groups(ask_dht=False))
+        model, round_number = self._carried or (services.learner.initial_weights(), 0)
+        return self.entry.create(model, round_number)
+
+    async def _on_join_request(self, request: JoinRequest) -> JoinAnswer:
+        session = self.session
+        if session is not None and request.group_id == session.group_id:
+            return await answer_join(session, request)
+        return JoinAnswer(JoinStatus.NOT_MEMBER, reason="we are not a member of that group")
+
+    # --- between rounds ---------------------------------------------------------------------------
+
+    async def _between_rounds(self, session: GroupSession) -> Outcome | None:
+        """Before each round: count progress, stop when done, check other groups when due."""
+        config = self.services.config
+        if self._round_mark is None:  # the session's first round
+            if self.sessions == 1:  # only when the node starts
+                await self._start_line(session)
+            self._round_mark = session.round
+            self._checked_at = self.rounds_done
+        # rounds run here, and rounds caught up with when the group was ahead, are progress
+        self.rounds_done += session.round - self._round_mark
+        self._round_mark = session.round
+        if config.rounds and self.rounds_done >= config.rounds:
+            return Outcome(Ending.FINISHED)
+        alone = len(session.live()) == 1
+        every = 1 if alone else config.evaluate_every
+        due = config.evaluate_every and self.rounds_done - self._checked_at >= every
+        if config.group == "auto" and due:
+            self._checked_at = self.rounds_done
+            return await self._consider_migration(session)
+        return None
+
+    async def _start_line(self, session: GroupSession) -> None:
+        """Before the node's first round: wait for enough members, and for the release (--hold)."""
+        config = self.services.config
+        if config.min_members > 1:
+            await session.wait_for_members(config.min_members, config.min_members_timeout)
+        if self.release is not None:
+            self.services.events.emit("holding", group=session.group_id, members=len(session.live()))
+            with trio.move_on_after(config.hold_timeout):
+                await self.release.wait()
+            await session.catch_up()  # the group may have moved on meanwhile
+
+    async def _consider_migration(self, session: GroupSession) -> Outcome | None:
+        services, scout = self.services, self.scout
+        learner = services.learner
+        own_score = await trio.to_thread.run_sync(learner.evaluate, learner.data.validation, session.model)
+        own = Candidate(
+            session.group_id,
+            len(session.live()),
+            session.record.capacity,
+            session.accuracy,
+            own_score.accuracy,
+            expected_accuracy=own_score.expected_accuracy,
+        )
+        # members hear every group's record on the discovery topic; the DHT is asked now and then
+        ask_dht = services.clock() - scout.last_dht_listing >= DHT_LISTING_INTERVAL
+        known = await scout.known_groups(ask_dht)
+        candidates = await scout.evaluate(known, exclude=session.group_id, baseline=own_score)
+        decision = migration_step(self.migration, self.rounds_done, own, candidates, services.config.rules)
+        self.migration = decision.state
+        if decision.move_to is None:
+            return None
+        return Outcome(Ending.MIGRATE, target=decision.move_to, gain=decision.gain)

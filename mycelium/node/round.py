@@ -1,0 +1,266 @@
+"""One learning round of one member: train, announce, collect, aggregate, evaluate.
+
+`run_round` gets what the round starts from (`RoundStart`) and a read-only `GroupView` of the
+session (who is live, which announcements arrived, whether the group moved on), and returns a
+`RoundResult`; the session applies it. The round never changes the session, and the session never
+reaches into a round. When to close is decided by policy/rounds.py; every wait is bounded by the
+round ceiling (policy.rounds.RoundTiming), every pull by the transfer deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import trio
+
+from mycelium.errors import InvalidMessage, TransferError
+from mycelium.learn import Weights
+from mycelium.learn import codec as tensor_codec
+from mycelium.learn.aggregate import aggregate, get_aggregator
+from mycelium.net.transfer import content_hash
+from mycelium.node.services import Services
+from mycelium.policy.catchup import CatchUp
+from mycelium.policy.messages import Announce
+from mycelium.policy.peers import PeerId, in_peer_order
+from mycelium.policy.rounds import Close, close_decision, wait_limit
+
+log = logging.getLogger(__name__)
+
+POLL = 0.25
+LATENESS_KEPT = 20
+
+
+class GroupView(Protocol):
+    """What a round may read of its session."""
+
+    group_id: str
+
+    def live(self) -> frozenset[PeerId]: ...
+
+    def moved_on(self, round_number: int) -> bool: ...
+
+    def announces(self, round_number: int) -> dict[PeerId, Announce]: ...
+
+    def interrupted(self) -> bool: ...  # the session must end now (e.g. its half of a split leaves)
+
+    async def publish(self, data: bytes) -> None: ...  # on the group topic
+
+    async def news(self, timeout: float) -> None: ...  # until a message arrives, or `timeout`
+
+
+@dataclass
+class RoundProgress:
+    """What the dashboard and the watchdog see of the round in flight."""
+
+    round: int = 0
+    phase: str = "starting"
+    since: float = field(default_factory=time.monotonic)  # when the phase began
+    announced: set[PeerId] = field(default_factory=set)
+    contributed: set[PeerId] = field(default_factory=set)
+
+    def enter(self, phase: str) -> None:
+        self.phase, self.since = phase, time.monotonic()
+
+
+@dataclass(frozen=True)
+class RoundStart:
+    number: int
+    base: Weights
+    base_hash: bytes
+    expected: frozenset[PeerId]  # live members that were in the group when the round began
+
+
+@dataclass(frozen=True)
+class Contribution:
+    author: PeerId
+    weights: Weights
+    samples: int
+    base_hash: bytes  # the model it was trained from
+    label_counts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    number: int
+    model: Weights
+    model_hash: bytes
+    closed: Close
+    contributions: tuple[Contribution, ...]  # in peer order
+    lateness: float  # seconds from our announcement to the last contribution we took
+    train_loss: float
+    update_bytes: int
+    accuracy: float
+    loss: float
+    local_accuracy: float
+    wall_s: float
+
+
+async def run_round(
+    services: Services, view: GroupView, start: RoundStart, lateness: list[float], progress: RoundProgress
+) -> RoundResult | None:
+    """Run round `start.number`; None when the session was interrupted before it could close."""
+    config, learner = services.config, services.learner
+    began = services.clock()
+    progress.round = start.number
+    progress.enter("training")
+    weights, samples, train_loss = await _train(services, start)
+
+    codec = tensor_codec.get_codec(config.learn.codec)
+    blob = tensor_codec.encode(weights, codec, learner.fingerprint)
+    key = services.transfer.store.put(blob)
+    own = tensor_codec.decode(blob, learner.fingerprint, learner.shapes)
+    labels = tuple(int(c) for c in learner.label_counts())
+    contributions = {services.peer_id: Contribution(services.peer_id, own, samples, start.base_hash, labels)}
+    announce = Announce(
+        stamp=services.stamp(),
+        group_id=view.group_id,
+        round=start.number,
+        samples=samples,
+        accuracy=0.0,
+        train_loss=train_loss,
+        content_hash=key,
+        size=len(blob),
+        codec=codec.wire,
+        inline_blob=blob if len(blob) <= config.learn.inline_limit else b"",
+        model_fingerprint=learner.fingerprint,
+        base_hash=start.base_hash,
+        label_counts=labels,
+    )
+    await view.publish(services.seal(announce))
+    announced_at = services.clock()
+    progress.enter("collecting")
+    progress.announced, progress.contributed = {services.peer_id}, {services.peer_id}
+    closed, last_arrival = await _collect(
+        services, view, start, contributions, announced_at, lateness, progress
+    )
+    if closed is None:
+        return None
+
+    progress.enter("aggregating")
+    ordered = tuple(contributions[p] for p in in_peer_order(contributions))
+    rule = get_aggregator(config.learn.aggregator)
+    model = await trio.to_thread.run_sync(aggregate, rule, [(c.weights, c.samples) for c in ordered])
+    model_hash = services.store_model(model)
+
+    progress.enter("evaluating")
+    data = learner.data
+    test = await trio.to_thread.run_sync(learner.evaluate, data.common_test, model)
+    local = await trio.to_thread.run_sync(learner.evaluate, data.test, model)
+    return RoundResult(
+        number=start.number,
+        model=model,
+        model_hash=model_hash,
+        closed=closed,
+        contributions=ordered,
+        lateness=max(0.0, last_arrival - announced_at),
+        train_loss=train_loss,
+        update_bytes=len(blob),
+        accuracy=test.accuracy,
+        loss=test.loss,
+        local_accuracy=local.accuracy,
+        wall_s=services.clock() - began,
+    )
+
+
+async def _train(services: Services, start: RoundStart) -> tuple[Weights, int, float]:
+    learner, settings = services.learner, services.config.learn.training
+
+    def work() -> tuple[Weights, int, float]:
+        learner.load(start.base)
+        result = learner.train(settings, start.number)
+        return learner.weights(), result.samples, result.loss
+
+    return await trio.to_thread.run_sync(work)
+
+
+async def _collect(
+    services: Services,
+    view: GroupView,
+    start: RoundStart,
+    contributions: dict[PeerId, Contribution],
+    announced_at: float,
+    lateness: list[float],
+    progress: RoundProgress,
+) -> tuple[Close | None, float]:
+    """Take others' updates for the round until the round-closing policy says stop."""
+    timing = services.config.timing.rounds
+    limit = wait_limit(lateness[-LATENESS_KEPT:], timing)
+    started: set[PeerId] = set()
+    last_arrival = announced_at
+    number = start.number
+
+    async def fetch(announce: Announce) -> None:
+        nonlocal last_arrival
+        author = announce.stamp.author
+        try:
+            weights = await _receive_update(services, view, announce)
+        except (TransferError, InvalidMessage) as error:
+            services.events.emit(
+                "update_rejected", group=view.group_id, round=number, author=str(author), reason=str(error)
+            )
+            return
+        contributions[author] = Contribution(
+            author, weights, int(announce.samples), announce.base_hash, announce.label_counts
+        )
+        progress.contributed.add(author)
+        last_arrival = services.clock()
+
+    async with trio.open_nursery() as fetchers:
+        while True:
+            for author, announce in list(view.announces(number).items()):
+                if author not in started and author != services.peer_id:
+                    started.add(author)
+                    progress.announced.add(author)
+                    fetchers.start_soon(fetch, announce)
+            if view.interrupted():
+                fetchers.cancel_scope.cancel()
+                return None, last_arrival
+            live = view.live()
+            decision = close_decision(
+                expected=start.expected & live | {services.peer_id},
+                contributed=frozenset(contributions),
+                live=live,
+                waited=services.clock() - announced_at,
+                limit=limit,
+                timing=timing,
+                group_moved_on=view.moved_on(number),
+            )
+            if decision is not Close.WAIT:
+                break
+            await view.news(POLL)
+        fetchers.cancel_scope.cancel()
+    return decision, last_arrival
+
+
+async def _receive_update(services: Services, view: GroupView, announce: Announce) -> Weights:
+    learner = services.learner
+    if announce.model_fingerprint != learner.fingerprint:
+        raise InvalidMessage(f"model fingerprint {announce.model_fingerprint} differs from ours")
+    if announce.inline_blob:
+        if content_hash(announce.inline_blob) != announce.content_hash:
+            raise InvalidMessage("inline update does not match its hash")
+        blob = announce.inline_blob
+        services.transfer.store.put(blob)
+    else:
+        author = announce.stamp.author
+        holders = [author] + [p for p in in_peer_order(view.live()) if p not in (author, services.peer_id)]
+        ceiling = services.config.timing.rounds.ceiling
+        blob = await services.transfer.fetch(announce.content_hash, announce.size, holders, deadline=ceiling)
+    return tensor_codec.decode(blob, learner.fingerprint, learner.shapes)
+
+
+async def fetch_vouched(services: Services, target: CatchUp, progress: RoundProgress) -> Weights | None:
+    """The model a catch-up target names, from its holders; None when it cannot be had now."""
+    phase = progress.phase
+    progress.enter("catching up")
+    try:
+        deadline = services.config.timing.rounds.ceiling / 2
+        return await services.fetch_model(target.model_hash, target.holders, deadline=deadline)
+    except (TransferError, InvalidMessage) as error:
+        log.info("could not adopt the group's model of round %d: %s", target.round, error)
+        return None
+    finally:
+        progress.enter(phase)

@@ -1,0 +1,392 @@
+"""One membership in one group, from entering it to leaving it: the trio shell around `Membership`.
+
+Inside a session's nursery:
+- the topic task decodes group-topic messages (net/messages.py) and feeds them to the membership
+  state machine (policy/membership.py) or, for update announcements, to the round in flight;
+- the heartbeat task tells the group we are alive, our round, our model's hash and record version;
+- the upkeep task (node/upkeep.py) carries out what `Membership.tick` decides: write or take over
+  the record, re-check the DHT, offer a merge, rejoin, give the group up;
+- the watchdog logs `stalled` and restarts a round whose phase has not moved past its bound.
+The round loop runs rounds (node/round.py) one after another and applies each `RoundResult`, asking
+`between_rounds` before each whether the node wants to stop or move. The session ends with an
+`Outcome` that says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+import trio
+
+from mycelium.errors import InvalidMessage
+from mycelium.learn import Weights
+from mycelium.net.gossip import Topic, group_topic, run_topic
+from mycelium.net.messages import GROUP_KINDS, decode_group_message
+from mycelium.net.signing import Signed
+from mycelium.node import checkpoint
+from mycelium.node.outcome import Outcome
+from mycelium.node.round import RoundProgress, RoundResult, RoundStart, fetch_vouched, run_round
+from mycelium.node.services import Services
+from mycelium.node.splitting import SplitWatch, follow_split, split_if_due
+from mycelium.node.upkeep import RecordWriter, Upkeep
+from mycelium.policy.freshness import Freshness
+from mycelium.policy.lifecycle import Ending
+from mycelium.policy.membership import Heard, Membership, MembershipRules
+from mycelium.policy.messages import Announce, Goodbye, Heartbeat, MergeOffer, SplitNotice
+from mycelium.policy.peers import PeerId
+from mycelium.policy.records import GroupRecord, Metrics
+
+log = logging.getLogger(__name__)
+
+ROUNDS_BUFFERED = 3  # announcements kept for the current round and the next two
+HISTORY = 500
+GOODBYE_FLUSH = 0.3  # seconds
+STALL_ALLOWANCE = 60.0  # beyond the round ceiling: training and evaluation of one round
+FIRST_HEARTBEATS = 2  # heartbeat periods a joiner listens before its first catch-up
+
+
+BetweenRounds = Callable[["GroupSession"], Awaitable[Outcome | None]]
+
+
+def membership_rules(services: Services) -> MembershipRules:
+    timing = services.config.timing
+    return MembershipRules(
+        expiry=timing.member_expiry,
+        long_silence=3 * timing.member_expiry,
+        republish=timing.republish,
+        recheck=timing.republish,
+    )
+
+
+class GroupSession:
+    def __init__(
+        self,
+        services: Services,
+        record: GroupRecord,
+        model: Weights,
+        round_number: int,
+        created: bool,
+        advertise: bool | None = None,
+    ) -> None:
+        self.services = services
+        now = services.clock()
+        self.freshness: Freshness[PeerId] = Freshness()
+        self.membership = Membership(
+            services.peer_id, record, now, membership_rules(services), self.freshness
+        )
+        self.model = model
+        self.model_hash = services.store_model(model)
+        self.round = round_number
+        self.created = created  # we created this group (a version 1 of ours)
+        self.advertise = created if advertise is None else advertise  # nobody may know of it yet
+        self.leave_when_alone = False  # set by nodes that may look for another group
+        self.outcome: Outcome | None = None  # set when the session must end
+        self.record_due = False  # the leader owes the group a version (after a round)
+        self.announced: dict[int, dict[PeerId, Announce]] = {}
+        self.lateness: list[float] = []
+        self.progress = RoundProgress(round=round_number)
+        self.accuracy = math.nan
+        self.loss = math.nan
+        self.history: list[tuple[int, float, float]] = []  # (round, accuracy, loss), bounded
+        self.rounds_per_minute = 0.0
+        self.admission = trio.Lock()
+        self.split_watch = SplitWatch()
+        self.writer = RecordWriter(self)
+        self.last_result: RoundResult | None = None  # its contributions seed a split's halves
+        self._news = trio.Event()
+        self._round_scope: trio.CancelScope | None = None
+        self.background: trio.Nursery  # the session's nursery, once it runs (DHT writes go there)
+        self._next_round_at = 0.0
+        self.topic = Topic(
+            group_topic(record.group_id),
+            services.stack.pubsub,
+            services.key_pair,
+            services.traffic,
+            GROUP_KINDS,
+            relay=self._worth_relaying,
+        )
+
+    # --- what the round and the dashboard read ----------------------------------------------------
+
+    @property
+    def group_id(self) -> str:
+        return self.membership.group_id
+
+    @property
+    def record(self) -> GroupRecord:
+        return self.membership.record
+
+    def live(self) -> frozenset[PeerId]:
+        return self.membership.live(self.services.clock())
+
+    def moved_on(self, round_number: int) -> bool:
+        return self.membership.group_moved_on(round_number, self.services.clock())
+
+    def announces(self, round_number: int) -> dict[PeerId, Announce]:
+        return self.announced.get(round_number, {})
+
+    def interrupted(self) -> bool:
+        return self.outcome is not None
+
+    async def news(self, timeout: float) -> None:
+        with trio.move_on_after(timeout):
+            await self._news.wait()
+
+    async def publish(self, data: bytes) -> None:
+        await self.services.publish(self.topic, data)
+
+    def metrics(self) -> Metrics:
+        return Metrics(
+            accuracy=self.accuracy if np.isfinite(self.accuracy) else 0.0,
+            loss=self.loss if np.isfinite(self.loss) else 0.0,
+            samples=len(self.services.learner.data.train),
+            rounds_per_minute=self.rounds_per_minute,
+        )
+
+    def end(self, outcome: Outcome) -> None:
+        if self.outcome is None:
+            self.outcome = outcome
+        self._wake()
+
+    # --- messages ---------------------------------------------------------------------------------
+
+    def _worth_relaying(self, signed: Signed) -> bool:
+        """Relay only what decodes and is fresh: a replayed message dies at the first honest peer."""
+        now = self.services.clock()
+        message = decode_group_message(signed, now)
+        stamp = getattr(message, "stamp", None)
+        return stamp is None or self.freshness.in_window(stamp.sent_at, now)
+
+    def _on_signed(self, signed: Signed) -> None:
+        now = self.services.clock()
+        membership = self.membership
+        try:
+            message = decode_group_message(signed, now)
+        except InvalidMessage as error:
+            membership.counts["undecodable"] += 1
+            log.debug("dropped a group message from %s: %s", signed.author.short, error)
+            return
+        if isinstance(message, GroupRecord):
+            self._on_record(message)
+        elif isinstance(message, Heartbeat):
+            if membership.on_heartbeat(message, now) is Heard.TAKEN:
+                self.services.stack.remember_addrs(message.stamp.author, message.addrs)
+        elif isinstance(message, Announce):
+            self._on_announce(message, now)
+        elif isinstance(message, Goodbye):
+            membership.on_goodbye(message, now)
+        elif isinstance(message, SplitNotice):
+            if membership.on_split(message, now) is Heard.TAKEN:
+                follow_split(self, message)
+        elif isinstance(message, MergeOffer):
+            membership.on_merge_offer(message, now)
+        self._wake()
+
+    def _on_record(self, record: GroupRecord) -> None:
+        before = self.membership.record
+        verdict = self.membership.on_record(record, self.services.clock())
+        if (
+            verdict.value in ("forged", "refused takeover", "fork")
+            and self.membership.counts[verdict.value] == 1
+        ):
+            self.services.events.emit(
+                "record_refused", group=self.group_id, signer=str(record.leader), reason=verdict.value
+            )
+        if self.membership.record is not before:
+            for member in record.members:
+                self.services.stack.remember_addrs(member.peer_id, member.addrs)
+
+    def _on_announce(self, announce: Announce, now: float) -> None:
+        number = announce.round
+        heard = self.membership.on_announce(announce.stamp, announce.group_id, number, now)
+        if heard is not Heard.TAKEN or not self.round <= number < self.round + ROUNDS_BUFFERED:
+            return
+        self.announced.setdefault(number, {}).setdefault(announce.stamp.author, announce)
+
+    def _wake(self) -> None:
+        self._news.set()
+        self._news = trio.Event()
+
+    # --- background tasks -------------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        services = self.services
+        while True:
+            services.transfer.store.pin("heartbeat", self.model_hash)
+            beat = Heartbeat(
+                stamp=services.stamp(),
+                group_id=self.group_id,
+                round=self.round,
+                model_hash=self.model_hash,
+                accuracy=self.metrics().accuracy,
+                addrs=services.addrs(),
+                record_version=self.record.version,
+                record_digest=self.record.digest,
+            )
+            if services.attack is not None:
+                beat = services.attack.heartbeat(beat)
+            await self.publish(services.seal(beat))
+            await trio.sleep(services.config.timing.heartbeat)
+
+    async def _watchdog(self) -> None:
+        """Restart a round whose phase has not moved for longer than the round ceiling allows."""
+        bound = self.services.config.timing.rounds.ceiling + STALL_ALLOWANCE
+        while True:
+            await trio.sleep(min(10.0, bound / 4))
+            stuck_for = time.monotonic() - self.progress.since
+            if stuck_for > bound and self.progress.phase not in ("done", "waiting"):
+                self.services.events.emit(
+                    "stalled",
+                    group=self.group_id,
+                    round=self.progress.round,
+                    phase=self.progress.phase,
+                    seconds=round(stuck_for, 1),
+                )
+                self.progress.enter("restarting")
+                if self._round_scope is not None:
+                    self._round_scope.cancel()
+
+    # --- the session ------------------------------------------------------------------------------
+
+    async def run(self, between_rounds: BetweenRounds) -> Outcome:
+        """Take part in the group until the node leaves it; always says goodbye (bounded)."""
+        outcome = Outcome(Ending.SHUTDOWN)
+        said_goodbye = False
+        try:
+            async with trio.open_nursery() as nursery:
+                self.background = nursery
+                ready = trio.Event()
+                nursery.start_soon(run_topic, self.topic, self._on_signed, ready, self.services.peer_id)
+                await ready.wait()
+                nursery.start_soon(self._heartbeats)
+                nursery.start_soon(Upkeep(self).run)
+                nursery.start_soon(self._watchdog)
+                if len(self.record.members) > 1 and not self.created:
+                    await self.wait_for_heartbeats(FIRST_HEARTBEATS * self.services.config.timing.heartbeat)
+                outcome = await self._round_loop(between_rounds)
+                # while still subscribed: once unsubscribed, the goodbye may reach nobody
+                await self._say_goodbye(outcome)
+                said_goodbye = True
+                nursery.cancel_scope.cancel()
+        finally:
+            if not said_goodbye:  # stopped from outside (shutdown): the topic may be gone already
+                await self._say_goodbye(outcome)
+        return outcome
+
+    async def wait_for_heartbeats(self, timeout: float) -> None:
+        """Listen a moment for the others (a joiner learns who is where before catching up)."""
+        with trio.move_on_after(timeout):
+            while not any(
+                self.membership.view_of(p).round >= 0 for p in self.live() - {self.services.peer_id}
+            ):
+                await self.news(timeout)
+        await self.catch_up()
+
+    async def wait_for_members(self, count: int, timeout: float) -> None:
+        """Hold the first round until `count` members are live (bounded by `timeout`)."""
+        with trio.move_on_after(timeout):
+            while len(self.live()) < min(count, self.record.capacity):
+                await self.news(1.0)
+        await self.catch_up()
+
+    async def _say_goodbye(self, outcome: Outcome) -> None:
+        if outcome.ending in (Ending.EVICTED, Ending.MERGE):
+            return  # the group no longer counts us
+        services = self.services
+        goodbye = Goodbye(services.stamp(), self.group_id, outcome.ending.value)
+        with trio.CancelScope(shield=True), trio.move_on_after(1.5):
+            await self.publish(services.seal(goodbye))
+            # py-libp2p's gossipsub queues the message for a writer task: give it a moment
+            # before the caller tears the host down
+            await trio.sleep(GOODBYE_FLUSH)
+
+    async def _round_loop(self, between_rounds: BetweenRounds) -> Outcome:
+        timing = self.services.config.timing
+        while True:
+            if self.outcome is not None:
+                return self.outcome
+            if self.services.config.rounds and self.membership.run_is_over(self.services.clock()):
+                return Outcome(Ending.FINISHED)
+            self.progress.enter("waiting")
+            outcome = await between_rounds(self)
+            if outcome is not None:
+                return outcome
+            await trio.sleep_until(self._next_round_at)
+            self._next_round_at = trio.current_time() + timing.round_interval
+            with trio.CancelScope() as self._round_scope:
+                await self.catch_up()
+                traffic = self.services.traffic
+                moved_before = (traffic.bytes_in, traffic.bytes_out)
+                start = RoundStart(self.round, self.model, self.model_hash, self.live())
+                result = await run_round(self.services, self, start, self.lateness, self.progress)
+                if result is not None:
+                    await self._apply(result, start, moved_before)
+            self._round_scope = None
+
+    async def _apply(self, result: RoundResult, start: RoundStart, moved_before: tuple[int, int]) -> None:
+        services = self.services
+        self.last_result = result
+        self.model, self.model_hash, self.round = result.model, result.model_hash, result.number + 1
+        self.announced = {r: a for r, a in self.announced.items() if r >= self.round}
+        self.lateness = [*self.lateness[-19:], result.lateness]
+        self.accuracy, self.loss = result.accuracy, result.loss
+        self.history = [*self.history[-(HISTORY - 1) :], (result.number, result.accuracy, result.loss)]
+        self.rounds_per_minute = 60.0 / result.wall_s if result.wall_s > 0 else 0.0
+        services.events.emit("round", **round_event(self, result, moved_before))
+        self.progress.enter("done")
+        if self.membership.is_leader:
+            self.record_due = True
+            await split_if_due(self, result, start)
+        self._wake()
+        blob = services.transfer.store.get(self.model_hash)
+        if blob is not None:
+            checkpoint.save(services.config.data_dir, self.record, self.round, blob)
+
+    async def catch_up(self) -> None:
+        """Adopt the round and model the group vouches for, when it is ahead of us."""
+        services = self.services
+        target = self.membership.catch_up_target(self.round, services.clock())
+        model = await fetch_vouched(services, target, self.progress) if target is not None else None
+        if target is None or model is None:
+            return
+        services.events.emit(
+            "caught_up",
+            group=self.group_id,
+            from_round=self.round,
+            to_round=target.round,
+            vouched_by=target.vouched_by,
+        )
+        self.model, self.model_hash, self.round = model, services.store_model(model), target.round
+        self.announced = {r: a for r, a in self.announced.items() if r >= self.round}
+
+
+def round_event(
+    session: GroupSession, result: RoundResult, moved_before: tuple[int, int]
+) -> dict[str, object]:
+    """The fields of a `round` event (README, events)."""
+    services, record = session.services, session.record
+    return {
+        "group": session.group_id,
+        "round": result.number,
+        "members": len(session.live()),
+        "listed": len(record.members),
+        "leader": str(record.leader),
+        "record_version": record.version,
+        "record_digest": record.digest.hex()[:16],
+        "contributors": len(result.contributions),
+        "peers": len(services.stack.connected_peers()),
+        "closed": result.closed.value,
+        "accuracy": round(result.accuracy, 4),
+        "loss": round(result.loss, 4),
+        "local_accuracy": round(result.local_accuracy, 4),
+        "train_loss": round(result.train_loss, 4),
+        "bytes_in": services.traffic.bytes_in - moved_before[0],
+        "bytes_out": services.traffic.bytes_out - moved_before[1],
+        "update_bytes": result.update_bytes,
+        "wall_s": round(result.wall_s, 3),
+        "model_hash": session.model_hash.hex()[:16],
+    }

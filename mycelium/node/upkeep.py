@@ -1,0 +1,210 @@
+"""Carrying out what the membership state machine decides, and writing the versions a leader owes.
+
+`Upkeep.run` asks `Membership.tick` every half heartbeat and carries out its `Decision`: write the
+next version (as leader, or taking over from a silent one), re-read the record from the DHT and dial
+silent members, score a diverged part of the group and offer a merge, or end the session (rejoin,
+dissolve). `RecordWriter` is the one place a version is built, signed and spread: group topic and
+discovery topic at once, the DHT at most every `republish` seconds (in the background, one write at
+a time), and the checkpoint, so that a restart continues the same chain of versions.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from mycelium.errors import InvalidMessage, TransferError
+from mycelium.node import checkpoint
+from mycelium.node.outcome import Outcome
+from mycelium.policy.lifecycle import Ending
+from mycelium.policy.membership import Action, Decision
+from mycelium.policy.messages import MergeOffer
+from mycelium.policy.peers import PeerId
+from mycelium.policy.records import GroupRecord
+
+if TYPE_CHECKING:
+    from mycelium.node.session import GroupSession
+
+log = logging.getLogger(__name__)
+
+RECHECK_TIMEOUT = 8.0
+DIALS_PER_RECHECK = 8
+MERGE_FETCH_DEADLINE = 30.0
+
+_REJOIN_ENDINGS = {"evicted": Ending.EVICTED, "merge": Ending.MERGE}
+
+
+class RecordWriter:
+    def __init__(self, session: GroupSession) -> None:
+        self._session = session
+        self._last_dht_put = -1e18
+        self._last_index = -1e18
+        self._dht_members: frozenset[PeerId] = frozenset()  # as listed by the last version in the DHT
+        self._dht_pending = False
+        self._dht_busy = False
+
+    def write(
+        self, members: frozenset[PeerId], addrs: dict[PeerId, tuple[str, ...]] | None = None
+    ) -> GroupRecord:
+        """Build, sign and adopt the next version, led by us (no await: versions never race)."""
+        session = self._session
+        services, membership = session.services, session.membership
+        now = services.clock()
+        record = membership.record.successor(
+            now,
+            services.config.timing.record_ttl,
+            leader=services.peer_id,
+            members=membership.member_entries(members, now, addrs),
+            round=session.round,
+            metrics=session.metrics(),
+            model_hash=session.model_hash,
+        )
+        signed = services.sign_record(record)
+        membership.adopt_own(signed, now)
+        session.record_due = False
+        services.transfer.store.pin("record", session.model_hash)
+        blob = services.transfer.store.get(session.model_hash)
+        if blob is not None:
+            checkpoint.save(services.config.data_dir, signed, session.round, blob)
+        return signed
+
+    async def spread(self, record: GroupRecord) -> None:
+        """Publish a version we wrote on the group and discovery topics; in the DHT when its members
+        changed, or every `republish` seconds (one write at a time, in the background)."""
+        session = self._session
+        services = session.services
+        await session.publish(record.signed)
+        await services.publish_discovery(record)
+        due = services.clock() - self._last_dht_put >= services.config.timing.republish
+        if due or record.member_ids != self._dht_members:
+            self._dht_pending = True
+            if not self._dht_busy:
+                self._dht_busy = True
+                session.background.start_soon(self._write_dht)
+
+    async def _write_dht(self) -> None:
+        services, timing = self._session.services, self._session.services.config.timing
+        try:
+            while self._dht_pending:
+                self._dht_pending = False
+                record = self._session.membership.record
+                if record.leader != services.peer_id:
+                    return  # no longer ours to write
+                await services.registry.put_group(record)
+                self._last_dht_put, self._dht_members = services.clock(), record.member_ids
+                if services.clock() - self._last_index >= timing.index_refresh:
+                    await services.registry.advertise(record.task, [record.group_id])
+                    self._last_index = services.clock()
+        finally:
+            self._dht_busy = False
+
+
+class Upkeep:
+    def __init__(self, session: GroupSession) -> None:
+        self._session = session
+
+    async def run(self) -> None:
+        session = self._session
+        services, membership = session.services, session.membership
+        period = services.config.timing.heartbeat / 2
+        while session.outcome is None:
+            decision = membership.tick(services.clock())
+            if decision.action is Action.NONE and session.record_due and membership.is_leader:
+                decision = Decision(Action.WRITE_RECORD, members=membership.members_to_list(services.clock()))
+            await self._carry_out(decision)
+            await trio.sleep(period)
+
+    async def _carry_out(self, decision: Decision) -> None:
+        session = self._session
+        services = session.services
+        action = decision.action
+        if action in (Action.WRITE_RECORD, Action.TAKE_OVER):
+            took_over_from = session.membership.leader
+            record = session.writer.write(decision.members)
+            if action is Action.TAKE_OVER:
+                services.events.emit(
+                    "took_over",
+                    group=record.group_id,
+                    previous_leader=str(took_over_from),
+                    members=len(record.members),
+                    version=record.version,
+                )
+            await session.writer.spread(record)
+        elif action is Action.RECHECK:
+            await self._recheck(decision)
+        elif action is Action.OFFER_MERGE and decision.record is not None:
+            await self._offer_merge(decision.record)
+        elif action is Action.REJOIN:
+            ending = _REJOIN_ENDINGS.get(decision.reason, Ending.REJOIN)
+            services.events.emit("rejoining", group=session.group_id, reason=decision.reason)
+            session.end(Outcome(ending, record=decision.record))
+        elif action is Action.DISSOLVED and session.leave_when_alone:
+            session.end(Outcome(Ending.DISSOLVED))
+
+    async def _recheck(self, decision: Decision) -> None:
+        """Re-read our record from the DHT and dial the members we do not hear."""
+        session = self._session
+        services, membership = session.services, session.membership
+        found = None
+        with trio.move_on_after(RECHECK_TIMEOUT):
+            found = await services.registry.get_group(session.group_id, timeout=RECHECK_TIMEOUT)
+        verdict = membership.rechecked(found, services.clock())
+        reached: list[PeerId] = []
+
+        async def dial(peer: PeerId) -> None:
+            if await services.stack.dial(peer, membership.addrs_of(peer)):
+                reached.append(peer)
+
+        with trio.move_on_after(RECHECK_TIMEOUT):
+            async with trio.open_nursery() as dials:
+                for peer in decision.peers[:DIALS_PER_RECHECK]:
+                    dials.start_soon(dial, peer)
+        services.events.emit(
+            "rechecked",
+            group=session.group_id,
+            reason=decision.reason,
+            found_version=found.version if found is not None else None,
+            verdict=verdict.value if verdict is not None else None,
+            dialled=len(decision.peers[:DIALS_PER_RECHECK]),
+            reached=len(reached),
+        )
+
+    async def _offer_merge(self, other: GroupRecord) -> None:
+        """Score both parts' models on our validation data and tell both parts (see membership.py)."""
+        session = self._session
+        services, membership = session.services, session.membership
+        learner = services.learner
+        own = await trio.to_thread.run_sync(learner.evaluate, learner.data.validation, session.model)
+        other_score = 0.0
+        if other.model_hash:
+            holders = [other.leader] + [m.peer_id for m in other.members if m.peer_id != other.leader]
+            for member in other.members:
+                services.stack.remember_addrs(member.peer_id, member.addrs)
+            try:
+                model = await services.fetch_model(other.model_hash, holders, deadline=MERGE_FETCH_DEADLINE)
+                scored = await trio.to_thread.run_sync(learner.evaluate, learner.data.validation, model)
+                other_score = scored.expected_accuracy
+            except (TransferError, InvalidMessage) as error:
+                log.info("could not score the other part's model: %s", error)
+        now = services.clock()
+        offer = MergeOffer(
+            stamp=services.stamp(),
+            group_id=session.group_id,
+            part=membership.record,
+            other_digest=other.digest,
+            own_score=own.expected_accuracy,
+            other_score=other_score,
+            live_members=len(membership.live(now)),
+        )
+        await session.publish(services.seal(offer))
+        membership.offered(offer, now)
+        services.events.emit(
+            "merge_offer",
+            group=session.group_id,
+            other_leader=str(other.leader),
+            own_score=round(own.expected_accuracy, 4),
+            other_score=round(other_score, 4),
+            live=offer.live_members,
+        )
