@@ -73,8 +73,21 @@ def main() -> int:
     args = parser.parse_args()
     loads = ["quiet", "busy"] if args.load == "both" else [args.load]
     root = Path(args.out or tempfile.mkdtemp(prefix="mycelium-demo-"))
-    table = Table(title=f"mycelium mesh --nodes {args.nodes} --rounds {args.rounds}, {args.runs} runs per load")
-    for column in ("load", "run", "seconds", "min acc", "max acc", "spread (pt)", "groups", "alone", "stalled", "ok"):
+    table = Table(
+        title=f"mycelium mesh --nodes {args.nodes} --rounds {args.rounds}, {args.runs} runs per load"
+    )
+    for column in (
+        "load",
+        "run",
+        "seconds",
+        "min acc",
+        "max acc",
+        "spread (pt)",
+        "groups",
+        "alone",
+        "stalled",
+        "ok",
+    ):
         table.add_column(column, justify="right")
     all_ok = True
     for load in loads:
@@ -83,7 +96,9 @@ def main() -> int:
             if load == "busy":
                 hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
             try:
-                run = run_mesh(root / f"{load}-{index}", "--nodes", str(args.nodes), "--rounds", str(args.rounds))
+                run = run_mesh(
+                    root / f"{load}-{index}", "--nodes", str(args.nodes), "--rounds", str(args.rounds)
+                )
             finally:
                 if hog is not None:
                     hog.kill()

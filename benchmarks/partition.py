@@ -57,7 +57,9 @@ def remove_namespaces() -> None:
 def cut(drop: bool) -> None:
     """Drop every packet on the link silently (drop=True), or stop dropping."""
     for namespace, device, _ in SIDES.values():
-        verb = ["add", "dev", device, "root", "pfifo", "limit", "0"] if drop else ["del", "dev", device, "root"]
+        verb = (
+            ["add", "dev", device, "root", "pfifo", "limit", "0"] if drop else ["del", "dev", device, "root"]
+        )
         ip("netns", "exec", namespace, "tc", "qdisc", *verb)
 
 
@@ -121,7 +123,9 @@ def one_group(learners: list[Learner], since: float) -> tuple[bool, str]:
         latest.append(rounds[-1])
     versions = {(e["group"], e["record_digest"]) for e in latest}
     listed = {e["listed"] for e in latest}
-    return len(versions) == 1 and listed == {len(learners)}, f"{len(versions)} versions, listed {sorted(listed)}"
+    return len(versions) == 1 and listed == {
+        len(learners)
+    }, f"{len(versions)} versions, listed {sorted(listed)}"
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -143,7 +147,9 @@ def run(args: argparse.Namespace) -> dict:
         group = wait_for(creator, lambda e: e["event"] == "joined", 120)["group"]
         nodes = {creator_index: creator}
         for i in order[1:]:
-            nodes[i] = start(workdir, f"n{i}", sides[i], "--group", group, "--shard", f"{i}/{args.nodes}", *common)
+            nodes[i] = start(
+                workdir, f"n{i}", sides[i], "--group", group, "--shard", f"{i}/{args.nodes}", *common
+            )
         members = [nodes[i] for i in range(args.nodes)]
         learners.extend(members)
         formed_from = time.time()
@@ -156,7 +162,10 @@ def run(args: argparse.Namespace) -> dict:
         time.sleep(args.cut)
         cut(False)
         healed_at = time.time()
-        during = {learner.name: len([e for e in learner.rounds() if cut_at < e["time"] < healed_at]) for learner in members}
+        during = {
+            learner.name: len([e for e in learner.rounds() if cut_at < e["time"] < healed_at])
+            for learner in members
+        }
         whole_after = None
         status = ""
         while time.time() < healed_at + args.heal_within + 60:
@@ -166,8 +175,19 @@ def run(args: argparse.Namespace) -> dict:
                 whole_after = time.time() - healed_at
                 break
             time.sleep(0.5)
+        if whole_after is not None:
+            time.sleep(args.observe)  # and it stays one group: no split, no second part, nobody leaves
+        stayed = one_group(members, time.time() - 5)[0]
+        disturbed = [
+            f"{learner.name}:{e['event']}"
+            for learner in members
+            for e in learner.read()
+            if e["time"] > healed_at and e["event"] in ("split", "left", "rejoining", "joined", "stalled")
+        ]
         events = {
-            learner.name: [e for e in learner.read() if e["event"] not in ("round", "listening", "bootstrapped")]
+            learner.name: [
+                e for e in learner.read() if e["event"] not in ("round", "listening", "bootstrapped")
+            ]
             for learner in members
         }
         return {
@@ -178,6 +198,9 @@ def run(args: argparse.Namespace) -> dict:
             "formed_s": round(formed, 1),
             "rounds_during_cut": during,
             "one_group_after_heal_s": None if whole_after is None else round(whole_after, 1),
+            "observed_after_s": args.observe,
+            "still_one_group": stayed,
+            "after_heal": disturbed,
             "status": status,
             "events": events,
             "workdir": str(workdir),
@@ -198,6 +221,7 @@ def main() -> int:
     parser.add_argument("--leader-side", choices=("a", "b"), default="a")
     parser.add_argument("--cut", type=float, default=60.0, help="seconds the link stays cut")
     parser.add_argument("--heal-within", type=float, default=60.0, help="the figure to reach")
+    parser.add_argument("--observe", type=float, default=60.0, help="seconds it must stay one group after")
     parser.add_argument("--json", metavar="FILE", help="also write the result here")
     parser.add_argument("--keep", action="store_true", help="keep the nodes' events in a temp dir")
     args = parser.parse_args()
@@ -207,15 +231,31 @@ def main() -> int:
     result = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
-    print(f"partition of {result['nodes']} learners, {result['split']} (leader in side {result['leader_side']}),"
-          f" link cut for {result['cut_s']:.0f} s; group formed in {result['formed_s']} s")
-    print("rounds during the cut: " + ", ".join(f"{k} {v}" for k, v in sorted(result["rounds_during_cut"].items())))
+    print(
+        f"partition of {result['nodes']} learners, {result['split']} (leader in side {result['leader_side']}),"
+        f" link cut for {result['cut_s']:.0f} s; group formed in {result['formed_s']} s"
+    )
+    print(
+        "rounds during the cut: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(result["rounds_during_cut"].items()))
+    )
     after = result["one_group_after_heal_s"]
-    print(f"one group again after healing: {'never (' + result['status'] + ')' if after is None else f'{after} s'}")
+    print(
+        f"one group again after healing: {'never (' + result['status'] + ')' if after is None else f'{after} s'}"
+    )
+    print(
+        f"{result['observed_after_s']:.0f} s later still one group: {result['still_one_group']};"
+        f" after healing: {', '.join(result['after_heal']) or 'no split, leave or rejoin'}"
+    )
     for name, events in sorted(result["events"].items()):
         summary = [e["event"] + (f":{e.get('reason')}" if e.get("reason") else "") for e in events]
         print(f"  {name}: {' '.join(summary)[:300]}")
-    ok = after is not None and after <= args.heal_within and all(v > 0 for v in result["rounds_during_cut"].values())
+    ok = (
+        after is not None
+        and after <= args.heal_within
+        and result["still_one_group"]
+        and all(v > 0 for v in result["rounds_during_cut"].values())
+    )
     return 0 if ok else 1
 
 

@@ -81,6 +81,7 @@ def beat(
     model_hash: bytes = b"",
     seq: int | None = None,
     sent_at: float | None = None,
+    record_digest: bytes = b"",
 ) -> Heartbeat:
     return Heartbeat(
         stamp=Stamp(P[author], next(_seq) if seq is None else seq, at if sent_at is None else sent_at),
@@ -90,7 +91,7 @@ def beat(
         accuracy=0.5,
         addrs=(),
         record_version=2,
-        record_digest=b"",
+        record_digest=record_digest,
     )
 
 
@@ -489,7 +490,19 @@ def test_the_winning_part_stays_and_forgets_the_fork_once_the_other_leader_is_li
     s.m.on_merge_offer(offer(1, part_b, 0.80, 0.94, 2, s.now), s.now)
     assert s.m.tick(s.now).action is Action.NONE
     s.m.on_record(successor(s.m.record, 0, [0, 1, 2, 3, 4], s.now + 1), s.now + 1)  # they joined us
+    assert s.m.fork is not None  # listed, but it has not said it follows our version yet
+    s.hear(1, record_digest=s.m.record.digest)
+    s.m.tick(s.now)
     assert s.m.fork is None
+
+
+def test_a_diverged_part_whose_leader_we_still_list_is_not_mistaken_for_a_member() -> None:
+    # after a partition our version still lists the other part's leader, which leads its own version
+    s = all_beating(scene(0, 0, [0, 1, 2, 3, 4]), 5)
+    part_b = _branch_led_by(s, 3, [3, 4])
+    s.m.on_record(part_b, s.now)
+    s.hear(3, 4, record_digest=part_b.digest)
+    assert s.m.tick(s.now).action is Action.OFFER_MERGE
 
 
 def test_a_forged_part_never_takes_part_in_a_merge() -> None:

@@ -308,6 +308,12 @@ def test_two_nodes_alone_merge_one_way_only() -> None:
     assert migration_step(MigrationState(target="b", streak=1), 20, a, [b], rules).move_to is None
 
 
+def test_a_node_alone_does_not_trade_its_model_for_another_groups_fresh_one() -> None:
+    # seen: a node alone at 0.62 moved into a new group of one (random model, 0.10) and lost its model
+    alone, fresh = cand("z", 0.62, members=1), cand("y", 0.10, advertised=0.0, members=1, edge=-20.0)
+    assert migration_step(MigrationState(target="y", streak=1), 20, alone, [fresh], GroupRules()).move_to is None
+
+
 def test_a_node_alone_does_not_join_a_group_whose_model_does_not_fit_its_data() -> None:
     alone, other_kind = cand("z", 0.93, members=1), cand("y", 0.30, advertised=0.94, members=9)
     rules = GroupRules()

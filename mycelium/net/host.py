@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import multiaddr
 import trio
+from google.protobuf.message import DecodeError
 from libp2p import new_host
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
@@ -272,6 +273,30 @@ class Stack:
             await self.fill_routing_table()
 
 
+class SturdyPubsub(Pubsub):
+    """py-libp2p's Pubsub, with a stream handler that survives a malformed RPC.
+
+    py-libp2p 0.8.1's `Pubsub.stream_handler` resets a stream that fails with a stream error, but
+    protobuf's DecodeError from parsing a peer's RPC escapes into the connection's nursery and stops
+    the whole host: one garbled or hostile RPC (seen when a partition cut a stream mid-message)
+    killed a node. Here it is what it is, one bad stream: reset it and drop the peer's pubsub state,
+    as py-libp2p does for stream errors. tests/test_hostile_peers.py pins it.
+    """
+
+    async def stream_handler(self, stream: INetStream) -> None:
+        try:
+            await super().stream_handler(stream)
+        except DecodeError as error:
+            peer = stream.muxed_conn.peer_id
+            log.debug("malformed pubsub RPC from %s: %s", peer, error)
+            with trio.move_on_after(1):
+                try:
+                    await stream.reset()
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+            self._handle_dead_peer(peer)
+
+
 def _silence_libp2p_logs(verbose: bool) -> None:
     # py-libp2p logs expected events (every DHT stream end, refused dials) as warnings/errors
     level = logging.DEBUG if verbose else logging.CRITICAL
@@ -303,7 +328,7 @@ async def open_stack(
         max_messages_per_topic_per_second=100.0,
         eclipse_protection_enabled=config.ip_diversity_enabled(),
     )
-    pubsub = Pubsub(host, gossipsub, max_inbound_rpc_size=MAX_GOSSIP_RPC_BYTES)
+    pubsub = SturdyPubsub(host, gossipsub, max_inbound_rpc_size=MAX_GOSSIP_RPC_BYTES)
     with trio.CancelScope() as shutdown:
         async with AsyncExitStack() as services:
             try:

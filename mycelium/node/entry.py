@@ -16,16 +16,14 @@ import trio
 from mycelium.errors import InvalidMessage, JoinRefused, TransferError
 from mycelium.learn import Weights
 from mycelium.learn import codec as tensor_codec
-from mycelium.net.join import request_join
-from mycelium.net.messages import decode_group_record
 from mycelium.node import checkpoint
 from mycelium.node.checkpoint import Checkpoint
 from mycelium.node.discovery import GroupDirectory
+from mycelium.node.joining import ADMISSION_DEADLINE, EntryPoint, entry_points, request_admission
 from mycelium.node.outcome import SplitPlan
 from mycelium.node.services import Services
 from mycelium.node.session import GroupSession
-from mycelium.policy.messages import JoinRequest, JoinStatus
-from mycelium.policy.peers import PeerId, in_peer_order
+from mycelium.policy.peers import in_peer_order
 from mycelium.policy.records import GroupRecord, Member, Metrics, group_id_for
 
 log = logging.getLogger(__name__)
@@ -33,14 +31,6 @@ log = logging.getLogger(__name__)
 PATIENT_ATTEMPTS = 6
 RETRY_DELAY = 2.0
 GROUP_MODEL_DEADLINE = 30.0
-
-EntryPoint = tuple[PeerId, tuple[str, ...]]
-
-
-def entry_points(record: GroupRecord, me: PeerId) -> list[EntryPoint]:
-    """Whom to ask to let us into `record`'s group: its leader first, then the others in peer order."""
-    order = [record.leader] + [p for p in in_peer_order(record.member_ids) if p != record.leader]
-    return [(p, record.member(p).addrs) for p in order if p != me]  # type: ignore[union-attr]
 
 
 class Entry:
@@ -128,7 +118,13 @@ class Entry:
             if not points:
                 continue
             try:
-                admitted = await self.request_admission(group_id, points)
+                with trio.fail_after(ADMISSION_DEADLINE):
+                    admitted = await request_admission(self.services, group_id, points)
+            except trio.TooSlowError:
+                last = JoinRefused(
+                    f"no member of group {group_id} let us in within {ADMISSION_DEADLINE:.0f} s"
+                )
+                continue
             except JoinRefused as error:
                 if error.final:
                     raise
@@ -137,55 +133,6 @@ class Entry:
             model, round_number = await self._group_model(admitted, carried)
             return GroupSession(self.services, admitted, model, round_number, created=False)
         raise last
-
-    async def request_admission(self, group_id: str, points: Sequence[EntryPoint]) -> GroupRecord:
-        services = self.services
-        me = services.peer_id
-        for peer, addrs in points:
-            services.stack.remember_addrs(peer, addrs)
-        queue = [peer for peer, _ in points if peer != me]
-        asked: set[PeerId] = set()
-        request = JoinRequest(
-            author=me,
-            group_id=group_id,
-            model_fingerprint=services.learner.fingerprint,
-            invite=services.config.invite,
-            addrs=services.addrs(),
-            sent_at=services.clock(),
-        )
-        failures: list[str] = []
-        while queue:
-            member = queue.pop(0)
-            if member in asked:
-                continue
-            asked.add(member)
-            try:
-                answer = await request_join(services.stack.host, services.key_pair, member, request)
-            except JoinRefused as error:
-                failures.append(str(error))
-                continue
-            if answer.status is JoinStatus.ADMITTED:
-                return self._admitted(answer.record_raw, group_id)
-            if answer.status is JoinStatus.REDIRECT and answer.leader is not None:
-                services.stack.remember_addrs(answer.leader, answer.leader_addrs)
-                queue.insert(0, answer.leader)
-                continue
-            if answer.status is JoinStatus.NOT_MEMBER:  # a stale record: ask the next member
-                failures.append(f"{member.short} is not in the group")
-                continue
-            if answer.status is JoinStatus.FULL:
-                raise JoinRefused(f"group {group_id} is full", final=True)
-            raise JoinRefused(f"group {group_id} refused us: {answer.reason}", final=True)
-        raise JoinRefused(f"no member of group {group_id} let us in ({'; '.join(failures)[:300]})")
-
-    def _admitted(self, raw: bytes, group_id: str) -> GroupRecord:
-        try:
-            record = decode_group_record(raw, self.services.clock(), group_id)
-        except InvalidMessage as error:
-            raise JoinRefused(f"admission carried an invalid record: {error}") from None
-        if self.services.peer_id not in record.member_ids:
-            raise JoinRefused("admission record does not list us")
-        return record
 
     async def _group_model(self, record: GroupRecord, carried: Weights | None) -> tuple[Weights, int]:
         """The model the admission record names, or ours when it cannot be had (rounds catch up)."""

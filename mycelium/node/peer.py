@@ -20,7 +20,8 @@ from mycelium.net.join import serve_joins
 from mycelium.node import checkpoint
 from mycelium.node.admission import answer_join
 from mycelium.node.discovery import GroupDirectory, Scout
-from mycelium.node.entry import Entry, entry_points
+from mycelium.node.entry import Entry
+from mycelium.node.joining import entry_points
 from mycelium.node.outcome import Outcome
 from mycelium.node.services import Services
 from mycelium.node.session import GroupSession
@@ -93,7 +94,9 @@ class LearningPeer:
                 outcome = await session.run(self._between_rounds)
             finally:
                 self.session = None
-                services.events.emit("left", group=session.group_id, reason=outcome.ending.value)
+                services.events.emit(
+                    "left", group=session.group_id, reason=outcome.ending.value, refused=session.refused()
+                )
             self._carried, self._last = (session.model, session.round), outcome
             plan = next_plan(
                 outcome.ending, services.config.group, session.group_id, outcome.target, outcome.gain
@@ -195,8 +198,10 @@ class LearningPeer:
         """Before the node's first round: wait for enough members, and for the release (--hold)."""
         config = self.services.config
         if config.min_members > 1:
+            session.progress.enter("holding")
             await session.wait_for_members(config.min_members, config.min_members_timeout)
         if self.release is not None:
+            session.progress.enter("holding")  # the watchdog does not count this wait (--hold-timeout does)
             self.services.events.emit("holding", group=session.group_id, members=len(session.live()))
             with trio.move_on_after(config.hold_timeout):
                 await self.release.wait()

@@ -22,27 +22,26 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 import trio
 
-from mycelium.errors import InvalidMessage
 from mycelium.learn import Weights
 from mycelium.net.gossip import Topic, group_topic, run_topic
-from mycelium.net.messages import GROUP_KINDS, decode_group_message
-from mycelium.net.signing import Signed
+from mycelium.net.messages import GROUP_KINDS
 from mycelium.node import checkpoint
+from mycelium.node.inbox import GroupInbox
 from mycelium.node.outcome import Outcome
 from mycelium.node.round import RoundProgress, RoundResult, RoundStart, fetch_vouched, run_round
 from mycelium.node.services import Services
-from mycelium.node.splitting import SplitWatch, follow_split, split_if_due
+from mycelium.node.splitting import SplitWatch, split_if_due
 from mycelium.node.upkeep import RecordWriter, Upkeep
+from mycelium.policy.catchup import CatchUp
 from mycelium.policy.freshness import Freshness
 from mycelium.policy.lifecycle import Ending
-from mycelium.policy.membership import Heard, Membership, MembershipRules
-from mycelium.policy.messages import Announce, Goodbye, Heartbeat, MergeOffer, SplitNotice
+from mycelium.policy.membership import Membership, MembershipRules
+from mycelium.policy.messages import Announce, Goodbye, Heartbeat
 from mycelium.policy.peers import PeerId
 from mycelium.policy.records import GroupRecord, Metrics
 
 log = logging.getLogger(__name__)
 
-ROUNDS_BUFFERED = 3  # announcements kept for the current round and the next two
 HISTORY = 500
 GOODBYE_FLUSH = 0.3  # seconds
 STALL_ALLOWANCE = 60.0  # beyond the round ceiling: training and evaluation of one round
@@ -86,7 +85,7 @@ class GroupSession:
         self.leave_when_alone = False  # set by nodes that may look for another group
         self.outcome: Outcome | None = None  # set when the session must end
         self.record_due = False  # the leader owes the group a version (after a round)
-        self.announced: dict[int, dict[PeerId, Announce]] = {}
+        self.inbox = GroupInbox(self)
         self.lateness: list[float] = []
         self.progress = RoundProgress(round=round_number)
         self.accuracy = math.nan
@@ -107,7 +106,7 @@ class GroupSession:
             services.key_pair,
             services.traffic,
             GROUP_KINDS,
-            relay=self._worth_relaying,
+            relay=self.inbox.relay,
         )
 
     # --- what the round and the dashboard read ----------------------------------------------------
@@ -127,7 +126,7 @@ class GroupSession:
         return self.membership.group_moved_on(round_number, self.services.clock())
 
     def announces(self, round_number: int) -> dict[PeerId, Announce]:
-        return self.announced.get(round_number, {})
+        return self.inbox.announces(round_number)
 
     def interrupted(self) -> bool:
         return self.outcome is not None
@@ -147,67 +146,19 @@ class GroupSession:
             rounds_per_minute=self.rounds_per_minute,
         )
 
+    def refused(self) -> dict[str, int]:
+        """What this session dropped, by reason (stale, replayed, forged, not a member, ...)."""
+        counts = self.membership.counts + self.freshness.dropped
+        return dict(
+            sorted((reason, count) for reason, count in counts.items() if reason not in ("adopted", "same"))
+        )
+
     def end(self, outcome: Outcome) -> None:
         if self.outcome is None:
             self.outcome = outcome
-        self._wake()
+        self.wake()
 
-    # --- messages ---------------------------------------------------------------------------------
-
-    def _worth_relaying(self, signed: Signed) -> bool:
-        """Relay only what decodes and is fresh: a replayed message dies at the first honest peer."""
-        now = self.services.clock()
-        message = decode_group_message(signed, now)
-        stamp = getattr(message, "stamp", None)
-        return stamp is None or self.freshness.in_window(stamp.sent_at, now)
-
-    def _on_signed(self, signed: Signed) -> None:
-        now = self.services.clock()
-        membership = self.membership
-        try:
-            message = decode_group_message(signed, now)
-        except InvalidMessage as error:
-            membership.counts["undecodable"] += 1
-            log.debug("dropped a group message from %s: %s", signed.author.short, error)
-            return
-        if isinstance(message, GroupRecord):
-            self._on_record(message)
-        elif isinstance(message, Heartbeat):
-            if membership.on_heartbeat(message, now) is Heard.TAKEN:
-                self.services.stack.remember_addrs(message.stamp.author, message.addrs)
-        elif isinstance(message, Announce):
-            self._on_announce(message, now)
-        elif isinstance(message, Goodbye):
-            membership.on_goodbye(message, now)
-        elif isinstance(message, SplitNotice):
-            if membership.on_split(message, now) is Heard.TAKEN:
-                follow_split(self, message)
-        elif isinstance(message, MergeOffer):
-            membership.on_merge_offer(message, now)
-        self._wake()
-
-    def _on_record(self, record: GroupRecord) -> None:
-        before = self.membership.record
-        verdict = self.membership.on_record(record, self.services.clock())
-        if (
-            verdict.value in ("forged", "refused takeover", "fork")
-            and self.membership.counts[verdict.value] == 1
-        ):
-            self.services.events.emit(
-                "record_refused", group=self.group_id, signer=str(record.leader), reason=verdict.value
-            )
-        if self.membership.record is not before:
-            for member in record.members:
-                self.services.stack.remember_addrs(member.peer_id, member.addrs)
-
-    def _on_announce(self, announce: Announce, now: float) -> None:
-        number = announce.round
-        heard = self.membership.on_announce(announce.stamp, announce.group_id, number, now)
-        if heard is not Heard.TAKEN or not self.round <= number < self.round + ROUNDS_BUFFERED:
-            return
-        self.announced.setdefault(number, {}).setdefault(announce.stamp.author, announce)
-
-    def _wake(self) -> None:
+    def wake(self) -> None:
         self._news.set()
         self._news = trio.Event()
 
@@ -238,7 +189,7 @@ class GroupSession:
         while True:
             await trio.sleep(min(10.0, bound / 4))
             stuck_for = time.monotonic() - self.progress.since
-            if stuck_for > bound and self.progress.phase not in ("done", "waiting"):
+            if stuck_for > bound and self.progress.phase not in ("done", "waiting", "holding"):
                 self.services.events.emit(
                     "stalled",
                     group=self.group_id,
@@ -260,7 +211,7 @@ class GroupSession:
             async with trio.open_nursery() as nursery:
                 self.background = nursery
                 ready = trio.Event()
-                nursery.start_soon(run_topic, self.topic, self._on_signed, ready, self.services.peer_id)
+                nursery.start_soon(run_topic, self.topic, self.inbox.on_signed, ready, self.services.peer_id)
                 await ready.wait()
                 nursery.start_soon(self._heartbeats)
                 nursery.start_soon(Upkeep(self).run)
@@ -311,10 +262,17 @@ class GroupSession:
                 return self.outcome
             if self.services.config.rounds and self.membership.run_is_over(self.services.clock()):
                 return Outcome(Ending.FINISHED)
-            self.progress.enter("waiting")
-            outcome = await between_rounds(self)
+            if self.membership.paused:  # dropped, or our part lost a merge: wait to be let in again
+                self.progress.enter("rejoining")
+                await self.news(1.0)
+                continue
+            outcome = None
+            with trio.CancelScope() as self._round_scope:
+                self.progress.enter("between rounds")
+                outcome = await between_rounds(self)
             if outcome is not None:
                 return outcome
+            self.progress.enter("waiting")
             await trio.sleep_until(self._next_round_at)
             self._next_round_at = trio.current_time() + timing.round_interval
             with trio.CancelScope() as self._round_scope:
@@ -331,7 +289,7 @@ class GroupSession:
         services = self.services
         self.last_result = result
         self.model, self.model_hash, self.round = result.model, result.model_hash, result.number + 1
-        self.announced = {r: a for r, a in self.announced.items() if r >= self.round}
+        self.inbox.keep_from(self.round)
         self.lateness = [*self.lateness[-19:], result.lateness]
         self.accuracy, self.loss = result.accuracy, result.loss
         self.history = [*self.history[-(HISTORY - 1) :], (result.number, result.accuracy, result.loss)]
@@ -341,27 +299,41 @@ class GroupSession:
         if self.membership.is_leader:
             self.record_due = True
             await split_if_due(self, result, start)
-        self._wake()
+        self.wake()
         blob = services.transfer.store.get(self.model_hash)
         if blob is not None:
             checkpoint.save(services.config.data_dir, self.record, self.round, blob)
+
+    async def admitted_model(self, record: GroupRecord) -> Weights | None:
+        """The model a version that let us in again names (None: ours already, or not to be had).
+
+        We train on from it and its round, forward or back: on the losing side of a merge our own
+        round numbers are not the group's.
+        """
+        if not record.model_hash or record.model_hash == self.model_hash:
+            return None
+        others = [p for p in record.member_ids if p not in (record.leader, self.services.peer_id)]
+        target = CatchUp(record.round, record.model_hash, (record.leader, *others), "admission")
+        return await fetch_vouched(self.services, target, self.progress)
 
     async def catch_up(self) -> None:
         """Adopt the round and model the group vouches for, when it is ahead of us."""
         services = self.services
         target = self.membership.catch_up_target(self.round, services.clock())
         model = await fetch_vouched(services, target, self.progress) if target is not None else None
-        if target is None or model is None:
-            return
-        services.events.emit(
+        if target is not None and model is not None:
+            self.adopt(model, target.round, target.vouched_by)
+
+    def adopt(self, model: Weights, round_number: int, vouched_by: str) -> None:
+        self.services.events.emit(
             "caught_up",
             group=self.group_id,
             from_round=self.round,
-            to_round=target.round,
-            vouched_by=target.vouched_by,
+            to_round=round_number,
+            vouched_by=vouched_by,
         )
-        self.model, self.model_hash, self.round = model, services.store_model(model), target.round
-        self.announced = {r: a for r, a in self.announced.items() if r >= self.round}
+        self.model, self.model_hash, self.round = model, self.services.store_model(model), round_number
+        self.inbox.keep_from(self.round)
 
 
 def round_event(

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from mycelium.errors import InvalidMessage, TransferError
+from mycelium.errors import InvalidMessage, JoinRefused, TransferError
 from mycelium.node import checkpoint
+from mycelium.node.joining import ADMISSION_DEADLINE, entry_points, request_admission
 from mycelium.node.outcome import Outcome
 from mycelium.policy.lifecycle import Ending
 from mycelium.policy.membership import Action, Decision
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECHECK_TIMEOUT = 8.0
+REJOIN_ATTEMPTS = 3  # failed in-session rejoins before the session ends (the node then joins from outside)
 DIALS_PER_RECHECK = 8
 MERGE_FETCH_DEADLINE = 30.0
 
@@ -104,6 +106,8 @@ class RecordWriter:
 class Upkeep:
     def __init__(self, session: GroupSession) -> None:
         self._session = session
+        self._busy: set[Action] = set()  # slow actions (DHT reads, joins, model pulls) run in the background
+        self._rejoin_failures = 0
 
     async def run(self) -> None:
         session = self._session
@@ -132,16 +136,54 @@ class Upkeep:
                     version=record.version,
                 )
             await session.writer.spread(record)
-        elif action is Action.RECHECK:
-            await self._recheck(decision)
-        elif action is Action.OFFER_MERGE and decision.record is not None:
-            await self._offer_merge(decision.record)
-        elif action is Action.REJOIN:
-            ending = _REJOIN_ENDINGS.get(decision.reason, Ending.REJOIN)
-            services.events.emit("rejoining", group=session.group_id, reason=decision.reason)
-            session.end(Outcome(ending, record=decision.record))
+        elif action in (Action.RECHECK, Action.OFFER_MERGE, Action.REJOIN) and action not in self._busy:
+            self._busy.add(action)
+            session.background.start_soon(self._in_background, decision)
         elif action is Action.DISSOLVED and session.leave_when_alone:
             session.end(Outcome(Ending.DISSOLVED))
+
+    async def _in_background(self, decision: Decision) -> None:
+        try:
+            if decision.action is Action.RECHECK:
+                await self._recheck(decision)
+            elif decision.action is Action.REJOIN and decision.record is not None:
+                await self._rejoin(decision.record, decision.reason)
+            elif decision.record is not None:
+                await self._offer_merge(decision.record)
+        finally:
+            self._busy.discard(decision.action)
+
+    async def _rejoin(self, through: GroupRecord, reason: str) -> None:
+        """Ask a member of `through` to let us back in, staying subscribed to the group's topic (a
+        new subscription would sit out GossipSub's backoff and hear nothing for up to a minute)."""
+        session = self._session
+        services, membership = session.services, session.membership
+        services.events.emit("rejoining", group=session.group_id, reason=reason)
+        points = entry_points(through, services.peer_id)
+        try:
+            with trio.fail_after(ADMISSION_DEADLINE):
+                record = await request_admission(services, session.group_id, points)
+        except (JoinRefused, trio.TooSlowError) as error:
+            self._rejoin_failures += 1
+            log.info("rejoining %s (%s) failed: %s", session.group_id, reason, error)
+            final = isinstance(error, JoinRefused) and error.final
+            if final or self._rejoin_failures >= REJOIN_ATTEMPTS:  # the node looks for a way in from outside
+                session.end(Outcome(_REJOIN_ENDINGS.get(reason, Ending.REJOIN), record=through))
+            return
+        self._rejoin_failures = 0
+        for member in record.members:
+            services.stack.remember_addrs(member.peer_id, member.addrs)
+        model = await session.admitted_model(record)
+        membership.readmitted(record, services.clock())  # no await from here: rounds resume on both at once
+        if model is not None:
+            session.adopt(model, record.round, "admission")
+        services.events.emit(
+            "rejoined",
+            group=session.group_id,
+            reason=reason,
+            version=record.version,
+            members=len(record.members),
+        )
 
     async def _recheck(self, decision: Decision) -> None:
         """Re-read our record from the DHT and dial the members we do not hear."""
@@ -184,10 +226,11 @@ class Upkeep:
                 services.stack.remember_addrs(member.peer_id, member.addrs)
             try:
                 model = await services.fetch_model(other.model_hash, holders, deadline=MERGE_FETCH_DEADLINE)
-                scored = await trio.to_thread.run_sync(learner.evaluate, learner.data.validation, model)
-                other_score = scored.expected_accuracy
             except (TransferError, InvalidMessage) as error:
-                log.info("could not score the other part's model: %s", error)
+                log.info("could not score the other part's model (asked again next tick): %s", error)
+                return  # an offer needs both scores: a model we could not pull is not a model that scores 0
+            scored = await trio.to_thread.run_sync(learner.evaluate, learner.data.validation, model)
+            other_score = scored.expected_accuracy
         now = services.clock()
         offer = MergeOffer(
             stamp=services.stamp(),
@@ -196,7 +239,7 @@ class Upkeep:
             other_digest=other.digest,
             own_score=own.expected_accuracy,
             other_score=other_score,
-            live_members=len(membership.live(now)),
+            live_members=membership.live_following(now),
         )
         await session.publish(services.seal(offer))
         membership.offered(offer, now)

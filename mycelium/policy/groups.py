@@ -13,9 +13,11 @@ candidate beats its group by at least `threshold` on `patience` consecutive chec
 cooldown after its last move. Small groups of the same kind of data merge: a candidate that is not
 clearly worse and strictly larger (or as large with a lower id) is worth a move too, which makes
 equal groups converge on one of them instead of swapping members; it may cost at most
-`merge_tolerance` of expected accuracy. A node alone in its group merges into any credible group
-with room, however its own model scores: a model trained on one node's data looks best on that
-node's data and worst everywhere else (members alone check every round, not every few).
+`merge_tolerance` of expected accuracy. A node alone in its group merges into any credible group of
+two or more with room, however its own model scores: a model trained on one node's data looks best
+on that node's data and worst everywhere else (members alone check every round, not every few).
+Another node alone is no such group: between two groups of one the ordinary merge rule applies, so
+a node never trades its model for a fresh one.
 
 Validation sets are small (14 images for a digits node of a 20-node mesh), so hard accuracy moves
 in steps of 0.07 and two models can tie on it while one is far more certain. The gain that moves a
@@ -123,7 +125,7 @@ def _reason_to_move(own: Candidate, candidate: Candidate, rules: GroupRules) -> 
     if gain >= rules.threshold and candidate.edge >= rules.significance:
         return (1, gain)
     bigger = (candidate.members, own.group_id) > (own.members, candidate.group_id)
-    if bigger and own.members <= 1:
+    if bigger and own.members <= 1 < candidate.members:
         return (0, gain)  # a node alone joins any credible group: its own model only knows its own data
     if bigger and candidate.edge >= -rules.merge_doubt and gain >= -rules.merge_tolerance:
         return (0, gain)

@@ -126,6 +126,7 @@ class Membership:
         self.lease_seen_at = now
         self.recheck_asked_at = -math.inf  # when we last asked the shell to re-read the DHT
         self.last_recheck = -math.inf  # when it last did
+        self.rejoin_asked_at = -math.inf  # when we last asked the shell to let us in again
         self.counts: Counter[str] = Counter()
         self._take(None, record, now)
 
@@ -151,8 +152,18 @@ class Membership:
     def fork(self) -> GroupRecord | None:
         return self.part.record
 
+    @property
+    def paused(self) -> bool:
+        """Dropped, or on the losing side of a merge: no rounds until we are let in again."""
+        return self.evicted or self.part.winner is not None
+
     def live(self, now: float, silence: float | None = None) -> frozenset[PeerId]:
         return self.roster.live(now, silence)
+
+    def live_following(self, now: float) -> int:
+        """Live members whose heartbeats name a version of our chain (us included): our part's size."""
+        ours = [p for p in self.live(now) if p == self.me or self.view_of(p).record_digest in self.history]
+        return len(ours)
 
     def view_of(self, peer: PeerId) -> PeerView:
         return self.roster.view_of(peer)
@@ -194,8 +205,8 @@ class Membership:
         if group_id != self.group_id:
             return Heard.OTHER_GROUP
         heard = self.roster.admit(stamp, kind, now)
-        if heard is not Heard.TAKEN:
-            self.counts[heard.value] += 1
+        if heard is Heard.NOT_MEMBER:
+            self.counts[heard.value] += 1  # stale and replayed ones: freshness.dropped
         return heard
 
     def heard_from(self, peer: PeerId, addrs: tuple[str, ...], now: float) -> None:
@@ -206,7 +217,7 @@ class Membership:
         if heard is Heard.TAKEN:
             view = self.roster.views[beat.stamp.author]
             view.round, view.model_hash, view.accuracy = beat.round, beat.model_hash, beat.accuracy
-            view.addrs = beat.addrs or view.addrs
+            view.addrs, view.record_digest = beat.addrs or view.addrs, beat.record_digest
             if beat.stamp.author == self.leader:
                 self.lease_seen_at = now
         return heard
@@ -280,6 +291,14 @@ class Membership:
             self._renew_lease(record, now)
         return verdict
 
+    def readmitted(self, record: GroupRecord, now: float) -> None:
+        """The version a leader signed when it let us back in (node/joining.py): it comes from a member
+        of a version we held, so we take it whatever we held."""
+        self._take(self.record, record, now)
+        self.evicted = False
+        self.part.clear()
+        self.rejoin_asked_at = -math.inf
+
     def adopt_own(self, record: GroupRecord, now: float) -> None:
         """A version we wrote and signed (as leader, or taking over)."""
         self._take(self.record, record, now)
@@ -331,8 +350,14 @@ class Membership:
         self.record = record
         if record.digest:
             self.history.append(record.digest)
-        if self.part.settled_by(record.member_ids, now):
-            self.part.clear()
+        self._forget_settled_part(now)
+
+    def _forget_settled_part(self, now: float) -> None:
+        fork = self.part.record
+        if fork is not None:
+            follows_us = self.view_of(fork.leader).record_digest in self.history
+            if self.part.settled(self.listed, follows_us, now):
+                self.part.clear()
 
     # --- admissions and catching up -----------------------------------------------------------------
 
@@ -373,13 +398,10 @@ class Membership:
     def tick(self, now: float) -> Decision:
         """The one thing to do now (the shell calls this every half heartbeat)."""
         live = self.live(now)
-        if self.evicted:
-            return Decision(
-                Action.REJOIN, peers=self._entry_points(self.record), record=self.record, reason="evicted"
-            )
-        if self.part.winner is not None:
-            target = self.part.winner
-            return Decision(Action.REJOIN, peers=self._entry_points(target), record=target, reason="merge")
+        self._forget_settled_part(now)
+        if self.paused:
+            target, reason = (self.record, "evicted") if self.evicted else (self.part.winner, "merge")
+            return self._rejoin(now, target, reason)  # type: ignore[arg-type]
         for step in (self._ending_tick, self._leader_tick if self.is_leader else self._member_tick):
             decision = step(now, live)
             if decision.action is not Action.NONE:
@@ -390,8 +412,6 @@ class Membership:
         members = self.members_to_list(now)
         if members != self.listed or now - self.record.updated_at >= self.rules.republish:
             return Decision(Action.WRITE_RECORD, members=members)
-        if self.part.settled_by(self.listed, now):
-            self.part.clear()
         if self.part.offer_due(self.me, now, self.rules.merge_wait):
             return Decision(Action.OFFER_MERGE, record=self.part.record)
         return Decision(Action.NONE)
@@ -423,12 +443,7 @@ class Membership:
         if live != {self.me} or expected == {self.me}:
             return Decision(Action.NONE)
         if not self.is_leader and self._rechecked_lately(now) and self.lease_is_fresh(now):
-            return Decision(
-                Action.REJOIN,
-                peers=self._entry_points(self.record),
-                record=self.record,
-                reason="lost the group's gossip",
-            )
+            return self._rejoin(now, self.record, "lost the group's gossip")
         nobody_for_long = self.live(now, silence=self.rules.long_silence) == {self.me}
         lease_lapsed = self.is_leader or now - self.lease_seen_at >= self.rules.long_silence
         if nobody_for_long and lease_lapsed and (self.is_leader or self._rechecked_lately(now)):
@@ -458,6 +473,13 @@ class Membership:
         ]
         former = [p for p in reversed(self.roster.former) if p not in self.listed][: len(silent) + 4]
         return Decision(Action.RECHECK, peers=tuple(silent + former), reason=reason)
+
+    def _rejoin(self, now: float, record: GroupRecord, reason: str) -> Decision:
+        """Ask to be let in again through `record`'s members, once a recheck period."""
+        if now - self.rejoin_asked_at < self.rules.recheck:
+            return Decision(Action.NONE)
+        self.rejoin_asked_at = now
+        return Decision(Action.REJOIN, peers=self._entry_points(record), record=record, reason=reason)
 
     def _entry_points(self, record: GroupRecord) -> tuple[PeerId, ...]:
         """Whom to ask to let us into `record`'s group: its leader first, then the others in peer order."""

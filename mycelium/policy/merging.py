@@ -58,9 +58,12 @@ class DivergedPart:
     def clear(self) -> None:
         self.record, self.offers, self.offered_at, self.winner = None, {}, -math.inf, None
 
-    def settled_by(self, listed: frozenset[PeerId], now: float) -> bool:
-        """The other part's leader is one of ours now (it merged into us), or its version expired."""
-        return self.record is not None and (self.record.leader in listed or self.record.expires_at <= now)
+    def settled(self, listed: frozenset[PeerId], follows_us: bool, now: float) -> bool:
+        """The other part's version expired, or its leader is one of ours now: listed by our version
+        and following it (`follows_us`: its heartbeats name a version of our chain)."""
+        if self.record is None:
+            return False
+        return self.record.expires_at <= now or (self.record.leader in listed and follows_us)
 
     def take_offer(self, offer: MergeOffer, our_leader: PeerId) -> bool:
         """Keep an offer from our leader or theirs; False for anyone else's."""

@@ -36,6 +36,7 @@ class PeerView:
     model_hash: bytes = b""
     accuracy: float = math.nan
     addrs: tuple[str, ...] = ()
+    record_digest: bytes = b""  # of the version it holds, as its heartbeats say
 
 
 class Roster:

@@ -1,0 +1,39 @@
+"""Peers that speak the wire protocols badly on purpose must not hurt a running node."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import multiaddr
+import trio
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
+
+from mycelium.net.framing import encode_varint
+from mycelium.net.host import build_host
+
+LOOPBACK = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+
+
+def test_a_garbled_gossip_rpc_does_not_stop_a_node(spawn) -> None:
+    node = spawn("node", "--group", "new", "--round-interval", "1")
+    node.wait_for("round", timeout=120)
+    target = info_from_p2p_addr(multiaddr.Multiaddr(node.addr))
+
+    async def send_garbage() -> None:
+        host = build_host(create_new_key_pair())
+        async with host.run(LOOPBACK):
+            with trio.fail_after(20):
+                await host.connect(target)
+                for payload in (os.urandom(64), b"\xff" * 40, b"\x0a\x05abc"):
+                    stream = await host.new_stream(target.peer_id, [TProtocol(PROTOCOL_ID_V11)])
+                    await stream.write(encode_varint(len(payload)) + payload)
+                    await trio.sleep(0.5)
+
+    sent_at = time.time()
+    trio.run(send_garbage)
+    node.wait_for(lambda e: e["event"] == "round" and e["time"] > sent_at + 3, timeout=60)
+    assert node.process.poll() is None, node.stderr()[-2000:]
