@@ -49,7 +49,9 @@ async def _peer(index: int, bootstrap: str | None, members: int, sizes: list[int
         if bootstrap:
             await stack.bootstrap(lambda message: None)
         traffic = Traffic()
-        service = TransferService(stack.host, BlobStore(max_blobs=4, max_bytes=64 << 20), traffic)
+        service = TransferService(
+            stack.host, stack.opener, BlobStore(max_blobs=4, max_bytes=64 << 20), traffic
+        )
         topic = Topic(
             TOPIC, stack.pubsub, key_pair, traffic, frozenset({Kind.UPDATE_ANNOUNCE, Kind.MEMBER_HEARTBEAT})
         )

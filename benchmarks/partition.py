@@ -231,8 +231,9 @@ def main() -> int:
     result = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
+    side = f"leader in side {result['leader_side']}"
     print(
-        f"partition of {result['nodes']} learners, {result['split']} (leader in side {result['leader_side']}),"
+        f"partition of {result['nodes']} learners, {result['split']} ({side}),"
         f" link cut for {result['cut_s']:.0f} s; group formed in {result['formed_s']} s"
     )
     print(
@@ -240,9 +241,8 @@ def main() -> int:
         + ", ".join(f"{k} {v}" for k, v in sorted(result["rounds_during_cut"].items()))
     )
     after = result["one_group_after_heal_s"]
-    print(
-        f"one group again after healing: {'never (' + result['status'] + ')' if after is None else f'{after} s'}"
-    )
+    healed = f"never ({result['status']})" if after is None else f"{after} s"
+    print(f"one group again after healing: {healed}")
     print(
         f"{result['observed_after_s']:.0f} s later still one group: {result['still_one_group']};"
         f" after healing: {', '.join(result['after_heal']) or 'no split, leave or rejoin'}"

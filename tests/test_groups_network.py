@@ -91,7 +91,7 @@ async def _run_liar(bootstrap: str, ready: trio.Event, requests: list[str], info
     )
     async with open_stack(key_pair, config) as stack:
         await stack.bootstrap(lambda message: None)
-        transfer = TransferService(stack.host, BlobStore(), Traffic())
+        transfer = TransferService(stack.host, stack.opener, BlobStore(), Traffic())
         weights = get_weights(build_model("mlp", 8, seed=424242))  # never trained
         model_hash = transfer.store.put(
             tensor_codec.encode(weights, tensor_codec.CODECS["fp32"], fingerprint("mlp", weights))

@@ -37,3 +37,37 @@ def test_a_garbled_gossip_rpc_does_not_stop_a_node(spawn) -> None:
     trio.run(send_garbage)
     node.wait_for(lambda e: e["event"] == "round" and e["time"] > sent_at + 3, timeout=60)
     assert node.process.poll() is None, node.stderr()[-2000:]
+
+
+def test_our_own_messages_reach_every_subscribed_peer_even_with_an_empty_mesh() -> None:
+    """py-libp2p's meshes can become one-sided; our publishes go to every subscriber (flood publish)."""
+    from libp2p.peer.id import ID
+
+    from mycelium.net.host import NetConfig, open_stack
+
+    topic = "mycelium/group/flood-test"
+
+    async def scenario() -> tuple[set[ID], set[ID], set[ID]]:
+        config = NetConfig(listen=tuple(LOOPBACK))
+        async with (
+            open_stack(create_new_key_pair(), config) as a,
+            open_stack(create_new_key_pair(), config) as b,
+            open_stack(create_new_key_pair(), config) as c,
+        ):
+            for other in (b, c):
+                await a.host.connect(info_from_p2p_addr(multiaddr.Multiaddr(other.listen_addrs()[0])))
+            for stack in (a, b, c):
+                await stack.pubsub.subscribe(topic)
+            others = {b.host.get_id(), c.host.get_id()}
+            with trio.fail_after(20):
+                while set(a.pubsub.peer_topics.get(topic, ())) != others:
+                    await trio.sleep(0.1)
+            a.gossipsub.mesh[topic] = set()  # as if the mesh had lost them
+            me = a.host.get_id()
+            own = set(a.gossipsub._get_peers_to_send([topic], me, me))
+            relayed = set(a.gossipsub._get_peers_to_send([topic], b.host.get_id(), b.host.get_id()))
+        return own, relayed, others
+
+    own, relayed, others = trio.run(scenario)
+    assert own == others
+    assert relayed == set()  # relaying stays the mesh's job

@@ -31,7 +31,16 @@ def test_a_partitioned_group_is_one_group_again_within_60_s_of_healing(
     )
     result_file = tmp_path / "result.json"
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--split", str(split), "--leader-side", leader_side, "--json", str(result_file)],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--split",
+            str(split),
+            "--leader-side",
+            leader_side,
+            "--json",
+            str(result_file),
+        ],
         capture_output=True,
         text=True,
         timeout=900,

@@ -26,8 +26,11 @@ from mycelium.policy.split import (
     SplitState,
     bipartition,
     cosine_similarity,
+    cut_statistics,
     label_shift,
+    linkage_cuts,
     split_step,
+    structure,
 )
 
 T = RoundTiming(floor=3.0, ceiling=120.0, initial=15.0, factor=2.0, quorum=0.5)
@@ -311,7 +314,9 @@ def test_two_nodes_alone_merge_one_way_only() -> None:
 def test_a_node_alone_does_not_trade_its_model_for_another_groups_fresh_one() -> None:
     # seen: a node alone at 0.62 moved into a new group of one (random model, 0.10) and lost its model
     alone, fresh = cand("z", 0.62, members=1), cand("y", 0.10, advertised=0.0, members=1, edge=-20.0)
-    assert migration_step(MigrationState(target="y", streak=1), 20, alone, [fresh], GroupRules()).move_to is None
+    assert (
+        migration_step(MigrationState(target="y", streak=1), 20, alone, [fresh], GroupRules()).move_to is None
+    )
 
 
 def test_a_node_alone_does_not_join_a_group_whose_model_does_not_fit_its_data() -> None:
@@ -324,7 +329,7 @@ def test_a_node_alone_does_not_join_a_group_whose_model_does_not_fit_its_data() 
 
 # --- splitting a group ---------------------------------------------------------------------------
 
-SPLIT = SplitRules(min_separation=0.2, patience=3, min_half=2)
+SPLIT = SplitRules(patience=3)  # production thresholds, shorter patience
 MEMBERS = ["a", "b", "c", "d", "e", "f"]
 SAME_LABELS = np.full((6, 10), 20)  # every member holds the same mix of classes
 
@@ -398,3 +403,123 @@ def test_label_shift_is_the_total_variation_between_the_halves() -> None:
     assert label_shift(counts, frozenset({0, 1}), frozenset({2})) == 1.0
     assert label_shift(counts, frozenset({0}), frozenset({1})) == 0.0
     assert label_shift(counts, frozenset({0, 2}), frozenset({3})) == 0.0
+
+
+def shaped(
+    rng: np.random.Generator,
+    members: int,
+    common: float,
+    own: float,
+    fresh: float,
+    *groups: tuple[float, list[int]],
+) -> np.ndarray:
+    """Updates with a known similarity structure, shaped like measured ones (benchmarks/
+    split_statistics.py): weight `common` on a direction all members share, `own` on a direction of
+    each member's that stays from round to round (its shard), `fresh` on noise of this round, and
+    for each (weight, indices) of `groups` on a direction those members share. Directions are nearly
+    orthogonal, so two members' similarity ~ the weight they share / the total weight."""
+    dim = 4000
+    unit = np.random.default_rng(1234).standard_normal((1 + len(groups) + members, dim)) / np.sqrt(dim)
+    updates = np.sqrt(common) * unit[0] + np.sqrt(own) * unit[-members:]
+    for number, (weight, group) in enumerate(groups):
+        updates[group] += np.sqrt(weight) * unit[1 + number]
+    return updates + np.sqrt(fresh / dim) * rng.standard_normal((members, dim))
+
+
+def test_halves_apart_whose_members_do_not_agree_never_split() -> None:
+    """One kind of data late in training: what is left of each update is the member's own shard;
+    complete linkage finds halves 0.25 apart (the rule before split those), within them ~0.25."""
+    rng, state = np.random.default_rng(6), SplitState()
+    for _ in range(20):
+        updates = shaped(rng, 6, 0.0, 0.85, 0.05, (0.3, [0, 1, 2]), (0.3, [3, 4, 5]))
+        decision = split_step(state, MEMBERS, updates, SAME_LABELS, SPLIT)
+        state = decision.state
+        assert decision.halves is None and decision.separation > 0.2 and decision.within < SPLIT.min_within
+
+
+def test_halves_that_agree_but_are_only_slightly_apart_never_split() -> None:
+    """One kind of data mid-training: a common direction, halves ~0.24 apart (iid, 8 members)."""
+    rng, state = np.random.default_rng(7), SplitState()
+    for _ in range(20):
+        updates = shaped(rng, 6, 0.22, 0.5, 0.04, (0.24, [0, 1, 2]), (0.24, [3, 4, 5]))
+        decision = split_step(state, MEMBERS, updates, SAME_LABELS, SPLIT)
+        state = decision.state
+        assert decision.halves is None and decision.within > SPLIT.min_within
+        assert 0.2 < decision.separation < SPLIT.min_separation
+
+
+def test_two_kinds_that_agree_inside_split_after_patience_rounds() -> None:
+    """Two rotations while the model still learns: within ~0.6, across ~0.15."""
+    rng, state = np.random.default_rng(8), SplitState()
+    for round_number in range(SPLIT.patience):
+        updates = shaped(rng, 6, 0.15, 0.35, 0.05, (0.45, [0, 2, 4]), (0.45, [1, 3, 5]))
+        decision = split_step(state, MEMBERS, updates, SAME_LABELS, SPLIT)
+        state = decision.state
+        assert (decision.halves is None) == (round_number < SPLIT.patience - 1)
+    assert decision.halves is not None and set(decision.halves) == {frozenset("ace"), frozenset("bdf")}
+
+
+def test_four_kinds_split_on_the_finer_cut_and_keep_each_kind_whole() -> None:
+    """Eight members of four rotations: each half of the bipartition mixes two kinds, so its pairs
+    average ~0.28 (below `min_within`); the kinds themselves, the cut into four, agree at ~0.59."""
+    rng, state = np.random.default_rng(9), SplitState()
+    kinds = [(0.4, [0, 4]), (0.4, [1, 5]), (0.4, [2, 6]), (0.4, [3, 7])]
+    alike = [(0.05, [0, 4, 1, 5]), (0.05, [2, 6, 3, 7])]  # kinds 0 and 1, 2 and 3 a little alike
+    for round_number in range(SPLIT.patience):
+        updates = shaped(rng, 8, 0.05, 0.3, 0.05, *kinds, *alike)
+        similarity = cosine_similarity(updates)
+        assert structure(similarity, linkage_cuts(similarity), finest_cut=2)[1] < SPLIT.min_within
+        decision = split_step(state, list("abcdefgh"), updates, np.full((8, 10), 20), SPLIT)
+        state = decision.state
+        assert (decision.halves is None) == (round_number < SPLIT.patience - 1)
+    assert decision.halves is not None and set(decision.halves) == {frozenset("abef"), frozenset("cdgh")}
+
+
+def test_the_structure_is_read_at_the_most_separated_cut_of_the_linkage_tree() -> None:
+    similarity = np.zeros((8, 8))
+    similarity[:4, :4] = similarity[4:, 4:] = 0.2  # two halves of two tight pairs each
+    for i in range(0, 8, 2):
+        similarity[i : i + 2, i : i + 2] = 0.9
+    np.fill_diagonal(similarity, 1.0)
+    cuts = linkage_cuts(similarity)
+    assert set(cuts[4]) == {frozenset({0, 1}), frozenset({2, 3}), frozenset({4, 5}), frozenset({6, 7})}
+    gap, within, k = structure(similarity, cuts, finest_cut=4)
+    assert k == 4 and within == pytest.approx(0.9) and gap == pytest.approx(0.9 - 8 * 0.2 / 24)
+    gap, within, _ = structure(similarity, cuts, finest_cut=2)  # the bipartition alone
+    assert within == pytest.approx((2 * 0.9 + 4 * 0.2) / 6) and gap == pytest.approx(within)
+
+
+def test_a_group_of_four_kinds_splits_although_its_bipartition_flips_from_round_to_round() -> None:
+    """Which pairs of kinds the top of the tree joins may change every round; the kinds do not."""
+    kinds = [0, 0, 0, 1, 1, 2, 2, 3, 3, 3]
+    members = [f"m{i}" for i in range(len(kinds))]
+    base = np.random.default_rng(9).normal(size=(4, 64))
+    shared = np.random.default_rng(10).normal(size=(2, 64))
+    state: SplitState[str] = SplitState()
+    bipartitions = set()
+    decision = None
+    for number in range(SplitRules().patience):
+        # kinds 0+1 and 2+3 lean together in even rounds, 0+2 and 1+3 in odd ones
+        pairs = ((0, 1), (2, 3)) if number % 2 == 0 else ((0, 2), (1, 3))
+        lean = np.zeros((4, 64))
+        for component, pair in zip(shared, pairs, strict=True):
+            lean[list(pair)] = component
+        noise = np.random.default_rng(number).normal(scale=0.1, size=(len(kinds), 64))
+        updates = np.stack([base[k] + 0.8 * lean[k] for k in kinds]) + noise
+        decision = split_step(state, members, updates, np.full((len(kinds), 10), 20), SplitRules())
+        state = decision.state
+        bipartitions.add(frozenset(bipartition(cosine_similarity(updates))))
+    assert len(bipartitions) == 2, "the top cut must flip for this case to mean anything"
+    assert decision is not None and decision.halves is not None
+    kinds_of = [{kinds[members.index(m)] for m in half} for half in decision.halves]
+    assert not kinds_of[0] & kinds_of[1], "every kind stays whole"
+
+
+def test_a_group_of_five_is_read_at_its_bipartition_only() -> None:
+    """At most members // 2 clusters: finer cuts of small groups are mostly pairs picked from noise."""
+    similarity = np.zeros((5, 5))
+    similarity[:2, :2] = similarity[2:4, 2:4] = 0.9
+    np.fill_diagonal(similarity, 1.0)
+    cuts = linkage_cuts(similarity)
+    assert structure(similarity, cuts, finest_cut=4) == (*cut_statistics(similarity, cuts[2]), 2)
+    assert cut_statistics(similarity, cuts[3])[0] > cut_statistics(similarity, cuts[2])[0]

@@ -15,6 +15,7 @@ from mycelium.errors import TransferError
 from mycelium.net import transfer
 from mycelium.net.framing import FrameReader, frame
 from mycelium.net.host import build_host
+from mycelium.net.streams import StreamOpener
 from mycelium.net.traffic import Traffic
 from mycelium.net.transfer import BlobStore, TransferService, content_hash
 from mycelium.policy.peers import PeerId
@@ -82,7 +83,8 @@ async def _hosts(stack: AsyncExitStack, kinds: list[type[TransferService]]):  # 
     for kind in kinds:
         host = build_host(create_new_key_pair())
         await stack.enter_async_context(host.run(LOOPBACK))
-        services.append((host, kind(host, BlobStore(), Traffic())))
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        services.append((host, kind(host, StreamOpener(host, nursery), BlobStore(), Traffic())))
     puller_host, puller = services[-1]
     for host, _ in services[:-1]:
         await puller_host.connect(info_from_p2p_addr(host.get_addrs()[0]))
@@ -218,3 +220,36 @@ def test_pinned_blobs_survive_eviction_until_their_role_moves_on() -> None:
     store.pin("record", store.put(b"newer model"))
     store.put(b"one more")
     assert advertised not in store
+
+
+def test_a_stream_that_cannot_be_opened_in_time_fails_the_caller_at_the_deadline() -> None:
+    """py-libp2p's new_stream cleans up a failed attempt in a shielded, unbounded scope; a wedged
+    connection then hangs it for good. The opener must give up on time anyway and drop the peer."""
+    from mycelium.net.streams import StreamOpener, StreamOpenError
+    from mycelium.policy.peers import PeerId
+
+    released = trio.Event()
+    disconnected: list[object] = []
+
+    class WedgedHost:  # the two calls the opener makes, behaving as on a wedged connection
+        async def new_stream(self, peer, protocols):  # type: ignore[no-untyped-def]
+            with trio.CancelScope(shield=True):
+                await released.wait()
+            raise ConnectionResetError("gone at last")
+
+        async def disconnect(self, peer):  # type: ignore[no-untyped-def]
+            disconnected.append(peer)
+
+    async def scenario() -> tuple[float, str]:
+        async with trio.open_nursery() as nursery:
+            opener = StreamOpener(WedgedHost(), nursery)  # type: ignore[arg-type]
+            started = trio.current_time()
+            with pytest.raises(StreamOpenError) as caught:
+                await opener.open(PeerId(b"\x00\x01peer"), ["/x"], timeout=0.5)
+            waited = trio.current_time() - started
+            released.set()  # the stuck attempt ends on its own, later
+        return waited, str(caught.value)
+
+    waited, message = trio.run(scenario)
+    assert waited < 1.0 and "within" in message
+    assert len(disconnected) == 1

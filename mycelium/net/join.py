@@ -14,7 +14,6 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.crypto.keys import KeyPair
 from libp2p.custom_types import TProtocol
-from libp2p.peer.id import ID
 
 from mycelium.errors import InvalidMessage, JoinRefused, TransferError
 from mycelium.net.framing import FrameReader, frame
@@ -25,6 +24,7 @@ from mycelium.net.messages import (
     join_request_to_pb,
 )
 from mycelium.net.signing import Kind, open_envelope, seal
+from mycelium.net.streams import StreamOpener, StreamOpenError
 from mycelium.policy.messages import JoinAnswer, JoinRequest
 from mycelium.policy.peers import PeerId
 
@@ -61,11 +61,13 @@ def serve_joins(host: IHost, key_pair: KeyPair, decide: JoinHandler) -> None:
     host.set_stream_handler(PROTOCOL, handle)
 
 
-async def request_join(host: IHost, key_pair: KeyPair, member: PeerId, request: JoinRequest) -> JoinAnswer:
+async def request_join(
+    opener: StreamOpener, key_pair: KeyPair, member: PeerId, request: JoinRequest
+) -> JoinAnswer:
     """Ask `member` to admit us; JoinRefused with the reason when the exchange itself fails."""
     try:
         with trio.fail_after(JOIN_TIMEOUT):
-            stream = await host.new_stream(ID(member.raw), [PROTOCOL])
+            stream = await opener.open(member, [PROTOCOL], timeout=JOIN_TIMEOUT)
             try:
                 await stream.write(frame(seal(key_pair, Kind.JOIN_REQUEST, join_request_to_pb(request))))
                 raw = await FrameReader(stream).read_frame(MAX_JOIN_BYTES)
@@ -74,7 +76,7 @@ async def request_join(host: IHost, key_pair: KeyPair, member: PeerId, request: 
                     await stream.close()
     except trio.TooSlowError:
         raise JoinRefused(f"member {member.short} did not answer within {JOIN_TIMEOUT:.0f} s") from None
-    except (TransferError, InvalidMessage) as error:
+    except (TransferError, InvalidMessage, StreamOpenError) as error:
         raise JoinRefused(f"member {member.short}: {error}") from None
     except Exception as error:  # noqa: BLE001 - unreachable member, protocol not supported, ...
         raise JoinRefused(f"member {member.short} unreachable: {type(error).__name__}") from None

@@ -20,6 +20,7 @@ from libp2p.peer.id import ID
 
 from mycelium.errors import InvalidMessage, TransferError
 from mycelium.net.framing import FrameReader, frame
+from mycelium.net.streams import StreamOpener, StreamOpenError
 from mycelium.net.traffic import Traffic
 from mycelium.policy.peers import PeerId
 from mycelium.proto import decode_exact
@@ -97,8 +98,9 @@ class BlobStore:
 
 
 class TransferService:
-    def __init__(self, host: IHost, store: BlobStore, traffic: Traffic) -> None:
+    def __init__(self, host: IHost, opener: StreamOpener, store: BlobStore, traffic: Traffic) -> None:
         self._host = host
+        self._opener = opener
         self.store = store
         self._traffic = traffic
         self._uploads = trio.CapacityLimiter(MAX_UPLOADS)
@@ -190,7 +192,7 @@ class TransferService:
                 await self._pull(holder, key, size, received, scope)
         except HolderNotReady:
             raise
-        except (TransferError, InvalidMessage, trio.TooSlowError) as error:
+        except (TransferError, InvalidMessage, StreamOpenError, trio.TooSlowError) as error:
             raise TransferError(str(error) or "too slow") from None
         except Exception as error:  # noqa: BLE001 - libp2p raises many types for a dead peer
             raise TransferError(type(error).__name__) from None
@@ -203,7 +205,7 @@ class TransferService:
         self, holder: ID, key: bytes, size: int | None, received: bytearray, scope: trio.CancelScope
     ) -> None:
         """Pull from `received`'s length to the end; a size learned from the holder extends `scope`."""
-        stream = await self._host.new_stream(holder, [PROTOCOL])
+        stream = await self._opener.open(PeerId(holder.to_bytes()), [PROTOCOL])
         try:
             request = pb.TransferRequest(content_hash=key, offset=len(received))
             await stream.write(frame(request.SerializeToString()))

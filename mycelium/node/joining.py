@@ -56,7 +56,7 @@ async def request_admission(services: Services, group_id: str, points: Sequence[
             continue
         asked.add(member)
         try:
-            answer = await request_join(services.stack.host, services.key_pair, member, request)
+            answer = await request_join(services.stack.opener, services.key_pair, member, request)
         except JoinRefused as error:
             failures.append(str(error))
             continue

@@ -21,8 +21,8 @@ from mycelium.node import checkpoint
 from mycelium.node.admission import answer_join
 from mycelium.node.discovery import GroupDirectory, Scout
 from mycelium.node.entry import Entry
-from mycelium.node.joining import entry_points
-from mycelium.node.outcome import Outcome
+from mycelium.node.joining import EntryPoint, entry_points
+from mycelium.node.outcome import Outcome, SplitPlan
 from mycelium.node.services import Services
 from mycelium.node.session import GroupSession
 from mycelium.policy.groups import Candidate, MigrationState, choose_group, migration_step
@@ -103,38 +103,40 @@ class LearningPeer:
             )
 
     async def _enter(self, plan: Plan, saved: checkpoint.Checkpoint | None) -> GroupSession:
-        entry = self.entry
-        carried = self._carried[0] if self._carried else None
         if plan.step is Step.RESUME and saved is not None:
-            session = await entry.resume(saved)
+            session = await self.entry.resume(saved)
             if session is not None:
                 return session
-            plan = Plan(Step.AUTO) if self.services.config.group != "new" else Plan(Step.CREATE)
+            plan = Plan(Step.CREATE) if self.services.config.group == "new" else Plan(Step.AUTO)
         if plan.step is Step.CREATE:
-            return entry.create(self.services.learner.initial_weights(), 0)
+            return self.entry.create(self.services.learner.initial_weights(), 0)
         if plan.step is Step.FOUND and self._last is not None and self._last.split is not None:
-            split = self._last.split
-            founded = entry.found(split)
-            if founded is not None:
-                return founded
-            creator = (split.creator, split.addrs.get(split.creator, ()))
-            plan, carried = Plan(Step.JOIN, group_id=split.group_id, patient=True), split.model
-            through = [creator]
-        else:
-            through = []
+            return await self._found(self._last.split)
         if plan.step is Step.JOIN:
-            last_record = self._last.record if self._last is not None else None
-            if last_record is not None and last_record.group_id == plan.group_id:
-                through = entry_points(last_record, self.services.peer_id)
-            try:
-                return await entry.join(plan.group_id, through, patient=plan.patient, carried=carried)
-            except JoinRefused as error:
-                self.services.events.emit("join_failed", group=plan.group_id, reason=str(error))
-                fallback = after_failed_join(plan, self.services.config.group)
-                if fallback is None:
-                    raise
-                plan = fallback
+            last = self._last.record if self._last is not None else None
+            through = (
+                entry_points(last, self.services.peer_id) if last and last.group_id == plan.group_id else []
+            )
+            return await self._join(plan, through, self._carried[0] if self._carried else None)
         return await self._discover_and_enter(plan)
+
+    async def _found(self, split: SplitPlan) -> GroupSession:
+        """Our half of a split: its creator creates the group, the others join it through the creator."""
+        founded = self.entry.found(split)
+        if founded is not None:
+            return founded
+        creator = [(split.creator, split.addrs.get(split.creator, ()))]
+        return await self._join(Plan(Step.JOIN, group_id=split.group_id, patient=True), creator, split.model)
+
+    async def _join(self, plan: Plan, through: list[EntryPoint], carried: Weights | None) -> GroupSession:
+        try:
+            return await self.entry.join(plan.group_id, through, patient=plan.patient, carried=carried)
+        except JoinRefused as error:
+            self.services.events.emit("join_failed", group=plan.group_id, reason=str(error))
+            fallback = after_failed_join(plan, self.services.config.group)
+            if fallback is None:
+                raise
+            return await self._discover_and_enter(fallback)
 
     # --- choosing a group -------------------------------------------------------------------------
 

@@ -62,7 +62,8 @@ class RoundProgress:
     contributed: set[PeerId] = field(default_factory=set)
 
     def enter(self, phase: str) -> None:
-        self.phase, self.since = phase, time.monotonic()
+        if phase != self.phase:
+            self.phase, self.since = phase, time.monotonic()
 
 
 @dataclass(frozen=True)

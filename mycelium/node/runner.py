@@ -23,6 +23,7 @@ from mycelium.net.identity import load_or_create_identity
 from mycelium.net.registry import Registry
 from mycelium.net.traffic import Traffic
 from mycelium.net.transfer import BlobStore, TransferService
+from mycelium.node.tasks import dump_tasks
 
 if TYPE_CHECKING:
     from mycelium.node.peer import LearningPeer
@@ -121,7 +122,7 @@ async def run_node(
             events.emit("bootstrapped", peers=reached, routing_table=stack.dht.get_routing_table_size())
         stack.nursery.start_soon(stack.maintain_routing_table)
         traffic = Traffic()
-        transfer = TransferService(stack.host, BlobStore(), traffic)
+        transfer = TransferService(stack.host, stack.opener, BlobStore(), traffic)
         node = RunningNode(config, events, stack, traffic)
         if config.learns:
             node.learning = await _learning_peer(config, events, stack, key_pair, traffic, transfer, release)
@@ -136,7 +137,8 @@ async def run_node(
 async def run_until_signalled(
     config: NodeConfig, events: EventLog, on_start: Callable[[RunningNode], None] | None = None
 ) -> None:
-    """`run_node`, stopped cleanly by SIGINT or SIGTERM; with --hold, released by SIGUSR1."""
+    """`run_node`, stopped cleanly by SIGINT or SIGTERM; with --hold, released by SIGUSR1; SIGUSR2
+    prints every task and what it waits on to stderr (for a node that seems stuck)."""
     release = trio.Event() if config.hold else None
     async with trio.open_nursery() as nursery:
 
@@ -145,6 +147,11 @@ async def run_until_signalled(
                 async for _ in signals:
                     if release is not None:
                         release.set()
+
+        async def watch_dump_requests() -> None:
+            with trio.open_signal_receiver(signal.SIGUSR2) as signals:
+                async for _ in signals:
+                    dump_tasks()
 
         async def watch_signals() -> None:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -158,6 +165,7 @@ async def run_until_signalled(
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(watch_signals)
+        nursery.start_soon(watch_dump_requests)
         if release is not None:
             nursery.start_soon(watch_release)
         nursery.start_soon(node)

@@ -129,7 +129,7 @@ class GroupSession:
         return self.inbox.announces(round_number)
 
     def interrupted(self) -> bool:
-        return self.outcome is not None
+        return self.outcome is not None or self.membership.paused
 
     async def news(self, timeout: float) -> None:
         with trio.move_on_after(timeout):

@@ -196,7 +196,8 @@ class Upkeep:
         reached: list[PeerId] = []
 
         async def dial(peer: PeerId) -> None:
-            if await services.stack.dial(peer, membership.addrs_of(peer)):
+            # we do not hear it: if we are connected anyway, that connection may be wedged
+            if await services.stack.dial(peer, membership.addrs_of(peer), afresh=True):
                 reached.append(peer)
 
         with trio.move_on_after(RECHECK_TIMEOUT):

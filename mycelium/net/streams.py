@@ -1,0 +1,96 @@
+"""Opening streams so that py-libp2p cannot hang the caller.
+
+py-libp2p 0.8.1's `BasicHost.new_stream` cleans up a failed attempt inside a shielded cancel scope
+(`net_stream.reset()` under `trio.CancelScope(shield=True)`, with no bound). On a wedged connection
+(seen in a 30-node mesh: both ends' receive queues full, neither side reading) that reset never
+returns, and no `fail_after` around the call can interrupt it: a node's rejoin stayed stuck for
+good. So every stream we open is opened by a task in the stack's own nursery, and the caller waits
+for it with a deadline. A caller that gives up gets an error at once; the attempt finishes (or
+not) on its own; the peer's connection is dropped, so that the next attempt dials afresh; and at
+most a few attempts per peer are in flight, so stuck ones cannot pile up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+
+from mycelium.policy.peers import PeerId
+
+log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT = 10.0
+MAX_IN_FLIGHT_PER_PEER = 8
+DROP_TIMEOUT = 5.0
+
+
+OutcomeChannel = trio.MemorySendChannel["INetStream | BaseException"]
+
+
+class StreamOpenError(Exception):
+    """The stream could not be opened (the message says why); the peer may be unreachable or wedged."""
+
+
+class StreamOpener:
+    def __init__(self, host: IHost, nursery: trio.Nursery) -> None:
+        self._host = host
+        self._nursery = nursery
+        self._in_flight: Counter[PeerId] = Counter()
+
+    async def open(
+        self, peer: PeerId, protocols: Sequence[TProtocol], timeout: float = OPEN_TIMEOUT
+    ) -> INetStream:
+        if self._in_flight[peer] >= MAX_IN_FLIGHT_PER_PEER:
+            raise StreamOpenError(f"{MAX_IN_FLIGHT_PER_PEER} streams to {peer.short} are still opening")
+        send, receive = trio.open_memory_channel[INetStream | BaseException](1)
+        self._in_flight[peer] += 1
+        self._nursery.start_soon(self._attempt, peer, list(protocols), send)
+        with trio.move_on_after(timeout) as scope:
+            outcome = await receive.receive()
+        receive.close()
+        if scope.cancelled_caught:
+            self._nursery.start_soon(self._drop_connection, peer)
+            raise StreamOpenError(f"no stream to {peer.short} within {timeout:.0f} s")
+        if isinstance(outcome, BaseException):
+            raise StreamOpenError(f"{type(outcome).__name__}: {outcome}") from None
+        return outcome
+
+    async def _attempt(
+        self,
+        peer: PeerId,
+        protocols: list[TProtocol],
+        send: trio.MemorySendChannel[INetStream | BaseException],
+    ) -> None:
+        try:
+            try:
+                outcome: INetStream | BaseException = await self._host.new_stream(ID(peer.raw), protocols)
+            except Exception as error:  # noqa: BLE001 - handed to the caller
+                outcome = error
+            try:
+                send.send_nowait(outcome)
+            except (trio.BrokenResourceError, trio.WouldBlock):
+                if not isinstance(outcome, BaseException):  # the caller gave up: nobody will use it
+                    with trio.move_on_after(1):
+                        try:
+                            await outcome.reset()
+                        except Exception:  # noqa: BLE001 - already gone
+                            pass
+        finally:
+            self._in_flight[peer] -= 1
+            if self._in_flight[peer] <= 0:
+                del self._in_flight[peer]
+
+    async def _drop_connection(self, peer: PeerId) -> None:
+        """Close a connection that could not open a stream in time, so the next attempt dials afresh."""
+        with trio.move_on_after(DROP_TIMEOUT):
+            try:
+                await self._host.disconnect(ID(peer.raw))
+                log.info("dropped the connection to %s: it could not open a stream in time", peer.short)
+            except Exception as error:  # noqa: BLE001 - best effort
+                log.debug("disconnect %s: %s", peer.short, error)
