@@ -32,3 +32,16 @@ class JoinRefused(MyceliumError):
     def __init__(self, message: str, final: bool = False) -> None:
         super().__init__(message)
         self.final = final
+
+
+def leaf_exceptions(error: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or the exception itself."""
+    leaves: list[BaseException] = []
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        else:
+            leaves.append(current)
+    return leaves

@@ -33,7 +33,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.address_validation import expand_wildcard_address
 
-from mycelium.errors import BootstrapError, ConfigError
+from mycelium.errors import BootstrapError, ConfigError, leaf_exceptions
 from mycelium.net.registry import RecordValidator
 from mycelium.net.streams import StreamOpener
 from mycelium.policy.peers import PeerId
@@ -408,14 +408,7 @@ async def open_stack(
 def _only_shutdown_races(group: BaseExceptionGroup) -> bool:
     """py-libp2p 0.8.1 sometimes spawns a pubsub task into a nursery that is already closing while
     the stack shuts down ("Nursery is closed to new arrivals"): harmless then, and nothing else is."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        current = pending.pop()
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        else:
-            leaves.append(current)
+    leaves = leaf_exceptions(group)
     return bool(leaves) and all(
         isinstance(leaf, RuntimeError) and "closed to new arrivals" in str(leaf) for leaf in leaves
     )

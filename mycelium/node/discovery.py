@@ -110,11 +110,8 @@ class Scout:
             record = by_id[group_id]
             if not record.model_hash:
                 return
-            holders = [record.leader] + [m.peer_id for m in record.members if m.peer_id != record.leader]
-            for member in record.members:
-                services.stack.remember_addrs(member.peer_id, member.addrs)
             try:
-                model = await services.fetch_model(record.model_hash, holders, deadline=MODEL_PULL_DEADLINE)
+                model = await services.fetch_group_model(record, deadline=MODEL_PULL_DEADLINE)
             except (TransferError, InvalidMessage) as error:
                 services.events.emit("evaluation_failed", group=group_id, reason=str(error))
                 return

@@ -140,9 +140,8 @@ class Entry:
         fallback = carried if carried is not None else services.learner.initial_weights()
         if not record.model_hash:
             return fallback, record.round
-        holders = [record.leader] + [p for p in in_peer_order(record.member_ids) if p != record.leader]
         try:
-            model = await services.fetch_model(record.model_hash, holders, deadline=GROUP_MODEL_DEADLINE)
+            model = await services.fetch_group_model(record, deadline=GROUP_MODEL_DEADLINE)
         except (TransferError, InvalidMessage) as error:
             log.info("group model unavailable (%s); the first round will catch up", error)
             return fallback, record.round

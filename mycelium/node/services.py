@@ -23,7 +23,7 @@ from mycelium.net.traffic import Traffic
 from mycelium.net.transfer import TransferService
 from mycelium.node.attacks import LieRound
 from mycelium.policy.messages import GroupMessage, Stamp
-from mycelium.policy.peers import PeerId
+from mycelium.policy.peers import PeerId, in_peer_order
 from mycelium.policy.records import GroupRecord
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,13 @@ class Services:
     def store_model(self, weights: Weights) -> bytes:
         """Keep a model servable; returns its content hash."""
         return self.transfer.store.put(self.encode_model(weights))
+
+    async def fetch_group_model(self, record: GroupRecord, deadline: float) -> Weights:
+        """The model `record` names, from its members (its leader first)."""
+        for member in record.members:
+            self.stack.remember_addrs(member.peer_id, member.addrs)
+        others = [p for p in in_peer_order(record.member_ids) if p not in (record.leader, self.peer_id)]
+        return await self.fetch_model(record.model_hash, [record.leader, *others], deadline=deadline)
 
     async def fetch_model(
         self, model_hash: bytes, holders: Sequence[PeerId], deadline: float | None = None

@@ -222,11 +222,8 @@ class Upkeep:
         own = await trio.to_thread.run_sync(learner.evaluate, learner.data.validation, session.model)
         other_score = 0.0
         if other.model_hash:
-            holders = [other.leader] + [m.peer_id for m in other.members if m.peer_id != other.leader]
-            for member in other.members:
-                services.stack.remember_addrs(member.peer_id, member.addrs)
             try:
-                model = await services.fetch_model(other.model_hash, holders, deadline=MERGE_FETCH_DEADLINE)
+                model = await services.fetch_group_model(other, deadline=MERGE_FETCH_DEADLINE)
             except (TransferError, InvalidMessage) as error:
                 log.info("could not score the other part's model (asked again next tick): %s", error)
                 return  # an offer needs both scores: a model we could not pull is not a model that scores 0

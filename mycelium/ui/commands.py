@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from mycelium.errors import ConfigError, MyceliumError
+from mycelium.errors import ConfigError, MyceliumError, leaf_exceptions
 from mycelium.ui.groups_view import print_groups_table, record_json
 from mycelium.ui.options import build_node_config
 
@@ -49,14 +49,7 @@ def _single_error(group: BaseExceptionGroup) -> BaseException | None:
     matched, _ = group.split(MyceliumError)
     if matched is None:
         return None
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [matched]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, BaseExceptionGroup):
-            stack.extend(current.exceptions)
-        else:
-            leaves.append(current)
+    leaves = leaf_exceptions(matched)
     return leaves[0] if leaves else None
 
 
