@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mycelium.config import DEFAULT_TRAINING
-from mycelium.learn.aggregate import fedavg
+from mycelium.learn.aggregate import FedAvg
 from mycelium.learn.data import node_data, parse_partition
 from mycelium.learn.train import Learner, limit_torch_threads
 
@@ -48,7 +48,7 @@ def simulated_fedavg(dataset: str, groups: list[list[int]], rounds: int) -> dict
                 learners[index].load(start)
                 learners[index].train(settings, number)
                 updates.append((learners[index].weights(), len(learners[index].data.train)))
-            merged = fedavg(updates)
+            merged = FedAvg()(start, updates)
             for index in group:
                 learners[index].load(merged)
     return {i: learner.evaluate(learner.data.common_test).accuracy for i, learner in learners.items()}

@@ -42,7 +42,7 @@ import numpy as np
 
 from mycelium.config import DEFAULT_TRAINING
 from mycelium.learn import Weights
-from mycelium.learn.aggregate import fedavg
+from mycelium.learn.aggregate import FedAvg
 from mycelium.learn.data import node_data, parse_partition
 from mycelium.learn.train import Learner, limit_torch_threads, update_vector
 from mycelium.policy.split import (
@@ -152,7 +152,7 @@ class Group:
         for number in range(first_round, first_round + rounds):
             trained, updates = self.round(model, number)
             run.grams.append(updates @ updates.T)
-            model = fedavg(trained)
+            model = FedAvg()(model, trained)
         return run
 
 
@@ -170,14 +170,14 @@ def simulate_halves(replicate: int, rounds: int) -> list[Run]:
     model = parent.learners[0].initial_weights()
     for number in range(HALF_WARM):
         trained, updates = parent.round(model, number)
-        model = fedavg(trained)
+        model = FedAvg()(model, trained)
     runs = []
     for half in bipartition(cosine_similarity(updates)):
         members = sorted(half)
         kinds = [parent.kinds[i] for i in members]
         group = Group("rotated:4", HALF_NODES, replicate, [shards[i] for i in members])
         case = HALF_CASES[0] if divisible_by_kind(kinds) else HALF_CASES[1]
-        runs.append(group.run(case, fedavg([trained[i] for i in members]), HALF_WARM, rounds))
+        runs.append(group.run(case, FedAvg()(model, [trained[i] for i in members]), HALF_WARM, rounds))
     return runs
 
 

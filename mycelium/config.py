@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mycelium.learn import TrainSettings
+from mycelium.learn.aggregate import DEFAULT_AGGREGATOR
 from mycelium.learn.data import Partition
 from mycelium.net.host import NetConfig
 from mycelium.policy.groups import GroupRules
 from mycelium.policy.records import JoinPolicy
 from mycelium.policy.rounds import RoundTiming
+from mycelium.policy.trust import TrustRules
 
 # per data set: the standard settings of the reference figures (see README)
 DEFAULT_TRAINING = {
@@ -28,7 +30,7 @@ class LearnConfig:
     seed: int = 0
     model: str = "mlp"
     training: TrainSettings = DEFAULT_TRAINING["digits"]
-    aggregator: str = "fedavg"
+    aggregator: str = DEFAULT_AGGREGATOR
     codec: str = "fp32"
     torch_threads: int = 1
     inline_limit: int = 64 * 1024  # updates up to this size ride inside the gossip announcement
@@ -64,6 +66,7 @@ class NodeConfig:
     evaluate_every: int = 5
     split: bool = True
     rules: GroupRules = field(default_factory=GroupRules)
+    trust: TrustRules | None = field(default_factory=TrustRules)  # None: --no-trust
     learn: LearnConfig = field(default_factory=LearnConfig)
     timing: Timing = field(default_factory=Timing)
     verbose: bool = False

@@ -12,7 +12,17 @@ from hypothesis.extra.numpy import arrays
 
 from mycelium.errors import ConfigError, InvalidMessage
 from mycelium.learn import TrainSettings, Weights
-from mycelium.learn.aggregate import AGGREGATORS, aggregate, fedavg, krum, median, trimmed_mean
+from mycelium.learn.aggregate import (
+    AGGREGATORS,
+    FedAvg,
+    GuardedFedAvg,
+    Krum,
+    Median,
+    TrimmedMean,
+    aggregate,
+    agreement,
+    capped_samples,
+)
 from mycelium.learn.codec import CODECS, decode, encode, get_codec
 from mycelium.learn.data import held_out_sizes, node_data, parse_partition, parse_shard, partition_indices
 from mycelium.learn.models import build_model, fingerprint, get_weights
@@ -23,38 +33,113 @@ def w(*values: float) -> Weights:
     return OrderedDict(a=np.array(values, dtype=np.float32), b=np.array([[values[0]]], dtype=np.float32))
 
 
-# --- aggregation ---------------------------------------------------------------------------------
+ZERO = w(0.0, 0.0)
 
 
 def test_fedavg_weights_by_sample_count() -> None:
-    result = fedavg([(w(0.0, 0.0), 1), (w(4.0, 8.0), 3)])
+    result = FedAvg()(ZERO, [(w(0.0, 0.0), 1), (w(4.0, 8.0), 3)])
     assert result["a"].tolist() == [3.0, 6.0]
     assert result["b"].dtype == np.float32
 
 
 def test_fedavg_of_zero_samples_is_the_plain_mean() -> None:
-    assert fedavg([(w(0.0, 2.0), 0), (w(2.0, 4.0), 0)])["a"].tolist() == [1.0, 3.0]
+    assert FedAvg()(ZERO, [(w(0.0, 2.0), 0), (w(2.0, 4.0), 0)])["a"].tolist() == [1.0, 3.0]
 
 
 def test_median_ignores_one_outlier_per_coordinate() -> None:
-    result = median([(w(1.0, 1.0), 1), (w(2.0, 2.0), 1), (w(1000.0, -1000.0), 1)])
+    result = Median()(ZERO, [(w(1.0, 1.0), 1), (w(2.0, 2.0), 1), (w(1000.0, -1000.0), 1)])
     assert result["a"].tolist() == [2.0, 1.0]
 
 
 def test_trimmed_mean_drops_the_extremes_before_averaging() -> None:
     contributions = [(w(v, v), 1) for v in (-100.0, 1.0, 2.0, 3.0, 100.0)]
-    assert trimmed_mean(contributions)["a"].tolist() == [2.0, 2.0]
+    assert TrimmedMean()(ZERO, contributions)["a"].tolist() == [2.0, 2.0]
+
+
+@pytest.mark.parametrize(("members", "trimmed"), [(2, 0), (3, 1), (4, 1), (9, 1), (10, 2), (15, 3)])
+def test_trimmed_mean_trims_at_least_one_from_each_end_once_three_contribute(
+    members: int, trimmed: int
+) -> None:
+    assert TrimmedMean().trim(members) == trimmed
 
 
 def test_krum_picks_the_update_closest_to_its_neighbours() -> None:
     honest = [(w(1.0, 1.0), 1), (w(1.1, 1.0), 1), (w(0.9, 1.0), 1), (w(1.0, 1.1), 1)]
-    chosen = krum([*honest, (w(50.0, -50.0), 1)])
+    chosen = Krum()(ZERO, [*honest, (w(50.0, -50.0), 1)])
     assert chosen["a"].tolist() == pytest.approx([1.0, 1.0])
 
 
 def test_krum_with_fewer_than_three_updates_is_fedavg() -> None:
     pair = [(w(0.0, 0.0), 1), (w(2.0, 2.0), 1)]
-    assert krum(pair)["a"].tolist() == fedavg(pair)["a"].tolist()
+    assert Krum()(ZERO, pair)["a"].tolist() == FedAvg()(ZERO, pair)["a"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("claims", "capped"),
+    [
+        ([10, 20, 30], [10, 20, 30]),  # within twice the median
+        ([100, 100, 10**9], [100, 100, 200]),  # one inflated claim counts as twice the median
+        ([100, 10**9, 10**9], [100, 10**9, 10**9]),  # a majority of liars moves the median: no cap helps
+        ([0, 0, 0], [1, 1, 1]),  # nobody claims: equal weights
+        ([-5, 10, 10], [0, 10, 10]),  # a negative claim counts as none
+    ],
+)
+def test_sample_claims_are_capped_at_twice_the_rounds_median(claims: list[int], capped: list[float]) -> None:
+    assert capped_samples(claims).tolist() == capped
+
+
+def honest_updates(count: int, seed: int = 0) -> list[tuple[Weights, int]]:
+    """Updates around (1, 1, ..., 1) from ZERO-like bases of 40 weights."""
+    rng = np.random.default_rng(seed)
+    return [
+        (OrderedDict(x=(1.0 + 0.3 * rng.standard_normal(40)).astype(np.float32)), 100) for _ in range(count)
+    ]
+
+
+BASE40 = OrderedDict(x=np.zeros(40, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    "attacker",
+    [
+        (OrderedDict(x=np.full(40, -10.0, dtype=np.float32)), 100),  # sign-flip x10
+        (OrderedDict(x=np.random.default_rng(5).normal(0, 30, 40).astype(np.float32)), 100),  # noise
+        (OrderedDict(x=np.full(40, 1.0, dtype=np.float32)), 10**9),  # honest update, inflated claim
+        (OrderedDict(x=np.full(40, 1000.0, dtype=np.float32)), 100),  # right direction, huge
+    ],
+)
+def test_guarded_fedavg_keeps_two_attackers_of_ten_from_moving_the_model(
+    attacker: tuple[Weights, int],
+) -> None:
+    honest = honest_updates(8)
+    clean = GuardedFedAvg()(BASE40, honest)["x"]
+    attacked = GuardedFedAvg()(BASE40, [*honest, attacker, attacker])["x"]
+    plain = FedAvg()(BASE40, [*honest, attacker, attacker])["x"]
+    assert np.linalg.norm(attacked - clean) < 0.25 * np.linalg.norm(clean)
+    assert np.linalg.norm(plain - clean) > np.linalg.norm(attacked - clean)
+
+
+def test_guarded_fedavg_of_agreeing_updates_is_their_fedavg() -> None:
+    honest = [
+        (OrderedDict(x=np.full(40, v, dtype=np.float32)), n) for v, n in ((1.0, 50), (1.0, 80), (1.0, 100))
+    ]
+    assert GuardedFedAvg()(BASE40, honest)["x"].tolist() == pytest.approx(
+        FedAvg()(BASE40, honest)["x"].tolist()
+    )
+
+
+def test_agreement_is_negative_for_an_update_that_points_away_from_the_group() -> None:
+    honest = honest_updates(4)
+    cosine = agreement(BASE40, [*honest, (OrderedDict(x=np.full(40, -1.0, dtype=np.float32)), 100)])
+    assert (cosine[:4] > 0.5).all() and cosine[4] < 0
+
+
+def test_guarded_fedavg_does_not_depend_on_the_members_own_base() -> None:
+    """Members whose bases differ (one missed an update) must still agree on the same set."""
+    contributions = honest_updates(6)
+    other_base = OrderedDict(x=np.full(40, 0.37, dtype=np.float32))
+    first = GuardedFedAvg()(BASE40, contributions)["x"]
+    assert first.tobytes() == GuardedFedAvg()(other_base, contributions)["x"].tobytes()
 
 
 @pytest.mark.parametrize("name", sorted(AGGREGATORS))
@@ -64,14 +149,15 @@ def test_every_rule_is_bit_identical_for_the_same_inputs(name: str) -> None:
         (OrderedDict(x=rng.standard_normal((30, 7)).astype(np.float32)), int(rng.integers(1, 100)))
         for _ in range(6)
     ]
-    first = aggregate(AGGREGATORS[name], contributions)
-    again = aggregate(AGGREGATORS[name], [(OrderedDict(x=c["x"].copy()), n) for c, n in contributions])
+    base = OrderedDict(x=np.zeros((30, 7), dtype=np.float32))
+    first = aggregate(AGGREGATORS[name], base, contributions)
+    again = aggregate(AGGREGATORS[name], base, [(OrderedDict(x=c["x"].copy()), n) for c, n in contributions])
     assert first["x"].tobytes() == again["x"].tobytes()
 
 
 def test_aggregating_nothing_is_an_error() -> None:
     with pytest.raises(ValueError):
-        aggregate(fedavg, [])
+        aggregate(FedAvg(), ZERO, [])
 
 
 # --- codecs --------------------------------------------------------------------------------------

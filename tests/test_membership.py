@@ -396,6 +396,23 @@ def test_who_is_let_in(case: str) -> None:
     assert s.m.judge_join(P[candidate], True, False, None, s.now) is verdict
 
 
+def test_a_distrusted_member_is_left_out_of_the_next_version_and_not_let_in_again_soon() -> None:
+    s = all_beating(scene(0, 0, [0, 1, 2, 3]), 5)
+    s.m.distrust(P[3], s.now)
+    decision = s.m.tick(s.now)
+    assert decision.action is Action.WRITE_RECORD and decision.members == {P[0], P[1], P[2]}
+    s.m.adopt_own(successor(s.m.record, 0, [0, 1, 2], s.now), s.now)
+    assert s.m.judge_join(P[3], True, False, None, s.now) is Verdict.DISTRUSTED
+    s.later(RULES.distrust_for + 1)
+    assert s.m.judge_join(P[3], True, False, None, s.now) is not Verdict.DISTRUSTED
+
+
+def test_a_leader_never_distrusts_itself() -> None:
+    s = all_beating(scene(0, 0, [0, 1, 2]), 5)
+    s.m.distrust(P[0], s.now)
+    assert P[0] in s.m.members_to_list(s.now)
+
+
 # --- catching up ---------------------------------------------------------------------------------
 
 

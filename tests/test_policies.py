@@ -148,6 +148,8 @@ ADMISSION_CASES = [
         Verdict.FULL,
     ),
     ("invite-only asks a non-leader", {"invite_only": True, "is_leader": False}, Verdict.REDIRECT),
+    ("removed lately for harmful updates", {"distrusted": True}, Verdict.DISTRUSTED),
+    ("removed lately, asking a non-leader", {"distrusted": True, "is_leader": False}, Verdict.REDIRECT),
 ]
 
 

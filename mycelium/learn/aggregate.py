@@ -1,14 +1,21 @@
-"""Aggregation rules: FedAvg and robust alternatives, chosen by name.
+"""Aggregation rules: small objects with one interface, chosen by name (`--aggregator`).
 
-Each rule maps a list of (weights, sample count) to new weights. Rules are deterministic for the
-same list in the same order (callers sort contributions by author), accumulate in float64 and
-return float32, so every member that aggregates the same set gets bit-identical weights.
+A rule maps the round's base model and the contributions (weights, claimed sample count) to new
+weights. Rules are deterministic for the same inputs in the same order (callers sort contributions
+by author), accumulate in float64 and return float32, so every member that aggregates the same set
+gets bit-identical weights: catch-up, splits and merges compare model hashes, so nothing that
+differs from member to member (such as one node's reputation book) may enter a rule.
+
+The default, `guarded-fedavg`, never trusts a claimed sample count beyond `SAMPLE_CAP` times the
+round's median claim: a bound every member computes alike from the same contributions, and one a
+minority cannot move. Plain `fedavg` takes claims as they come, for comparisons.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,9 +23,17 @@ from mycelium.errors import ConfigError
 from mycelium.learn import Weights
 
 Contribution = tuple[Weights, int]
-Rule = Callable[[Sequence[Contribution]], Weights]
+SAMPLE_CAP = 2.0
+DEFAULT_AGGREGATOR = "guarded-fedavg"
 
-TRIM_FRACTION = 0.2
+
+def capped_samples(claims: Sequence[int]) -> np.ndarray:
+    """Each claim clipped to [0, SAMPLE_CAP × median claim]; all equal when nobody claims any."""
+    samples = np.maximum(np.array(claims, dtype=np.float64), 0.0)
+    bound = SAMPLE_CAP * float(np.median(samples))
+    if bound <= 0:
+        return np.ones(len(samples))
+    return np.minimum(samples, bound)
 
 
 def _stack(contributions: Sequence[Contribution], name: str) -> np.ndarray:
@@ -30,58 +45,150 @@ def _per_tensor(contributions: Sequence[Contribution], reduce: Callable[[np.ndar
     return OrderedDict((name, reduce(_stack(contributions, name)).astype(np.float32)) for name in names)
 
 
-def fedavg(contributions: Sequence[Contribution]) -> Weights:
-    """Mean weighted by sample count (McMahan et al. 2017)."""
-    samples = np.array([max(count, 0) for _, count in contributions], dtype=np.float64)
-    share = samples / samples.sum() if samples.sum() > 0 else np.full(len(samples), 1 / len(samples))
-    return _per_tensor(contributions, lambda stacked: np.tensordot(share, stacked, axes=1))
+def _weighted_mean(contributions: Sequence[Contribution], share: np.ndarray) -> Weights:
+    return _per_tensor(contributions, lambda stacked: np.tensordot(share / share.sum(), stacked, axes=1))
 
 
-def median(contributions: Sequence[Contribution]) -> Weights:
+def _flat(weights: Weights, base: Weights) -> np.ndarray:
+    return np.concatenate(
+        [(weights[k].astype(np.float64) - base[k].astype(np.float64)).ravel() for k in weights]
+    )
+
+
+def update_matrix(base: Weights, contributions: Sequence[Contribution]) -> np.ndarray:
+    """Each contribution's change from `base`, flattened: one row each (float64)."""
+    return np.stack([_flat(weights, base) for weights, _ in contributions])
+
+
+def with_update(base: Weights, update: np.ndarray) -> Weights:
+    """`base` moved by a flat update vector (in `base`'s tensor order), as float32."""
+    out: Weights = OrderedDict()
+    offset = 0
+    for name, values in base.items():
+        step = update[offset : offset + values.size].reshape(values.shape)
+        out[name] = (values.astype(np.float64) + step).astype(np.float32)
+        offset += values.size
+    return out
+
+
+@dataclass(frozen=True)
+class FedAvg:
+    """Plain FedAvg: the mean weighted by each claimed sample count, as claimed (McMahan et al.
+    2017). It trusts every claim; kept to compare with other systems, never the default."""
+
+    name = "fedavg"
+
+    def __call__(self, base: Weights, contributions: Sequence[Contribution]) -> Weights:
+        samples = np.array([max(count, 0) for _, count in contributions], dtype=np.float64)
+        return _weighted_mean(contributions, samples if samples.sum() > 0 else np.ones(len(samples)))
+
+
+@dataclass(frozen=True)
+class Median:
     """Coordinate-wise median (Yin et al. 2018)."""
-    return _per_tensor(contributions, lambda stacked: np.median(stacked, axis=0))
+
+    name = "median"
+
+    def __call__(self, base: Weights, contributions: Sequence[Contribution]) -> Weights:
+        return _per_tensor(contributions, lambda stacked: np.median(stacked, axis=0))
 
 
-def trimmed_mean(contributions: Sequence[Contribution]) -> Weights:
-    """Coordinate-wise mean after dropping the TRIM_FRACTION largest and smallest values."""
-    trim = int(len(contributions) * TRIM_FRACTION)
+@dataclass(frozen=True)
+class TrimmedMean:
+    """Coordinate-wise mean after dropping the `fraction` largest and smallest values, and at
+    least one of each once there are three contributions (a fraction of a small group is 0)."""
 
-    def reduce(stacked: np.ndarray) -> np.ndarray:
-        ordered = np.sort(stacked, axis=0)
-        return ordered[trim : len(ordered) - trim].mean(axis=0)
+    fraction: float = 0.2
+    name = "trimmed-mean"
 
-    return _per_tensor(contributions, reduce)
+    def trim(self, n: int) -> int:
+        return max(int(n * self.fraction), 1 if n >= 3 else 0)
+
+    def __call__(self, base: Weights, contributions: Sequence[Contribution]) -> Weights:
+        trim = self.trim(len(contributions))
+
+        def reduce(stacked: np.ndarray) -> np.ndarray:
+            ordered = np.sort(stacked, axis=0)
+            return ordered[trim : len(ordered) - trim].mean(axis=0)
+
+        return _per_tensor(contributions, reduce)
 
 
-def krum(contributions: Sequence[Contribution]) -> Weights:
+@dataclass(frozen=True)
+class Krum:
     """The contribution closest to its n - f - 2 nearest others (Blanchard et al. 2017).
 
     f, the number of Byzantine peers tolerated, is the largest with n >= 2f + 3; below 3
     contributions Krum cannot tell anyone apart and falls back to FedAvg.
     """
-    n = len(contributions)
-    if n < 3:
-        return fedavg(contributions)
-    byzantine = (n - 3) // 2
-    flat = np.stack(
-        [
-            np.concatenate([w.astype(np.float64).ravel() for w in weights.values()])
-            for weights, _ in contributions
-        ]
-    )
-    norms = (flat**2).sum(axis=1)
-    squared = np.maximum(norms[:, None] + norms[None, :] - 2 * flat @ flat.T, 0.0)
-    neighbours = n - byzantine - 2
-    scores = [np.sort(np.delete(squared[i], i))[:neighbours].sum() for i in range(n)]
-    chosen = contributions[int(np.argmin(scores))][0]
-    return OrderedDict((name, values.astype(np.float32)) for name, values in chosen.items())
 
+    name = "krum"
+
+    def __call__(self, base: Weights, contributions: Sequence[Contribution]) -> Weights:
+        n = len(contributions)
+        if n < 3:
+            return FedAvg()(base, contributions)
+        byzantine = (n - 3) // 2
+        flat = update_matrix(base, contributions)
+        norms = (flat**2).sum(axis=1)
+        squared = np.maximum(norms[:, None] + norms[None, :] - 2 * flat @ flat.T, 0.0)
+        neighbours = n - byzantine - 2
+        scores = [np.sort(np.delete(squared[i], i))[:neighbours].sum() for i in range(n)]
+        chosen = contributions[int(np.argmin(scores))][0]
+        return OrderedDict((name, values.astype(np.float32)) for name, values in chosen.items())
+
+
+@dataclass(frozen=True)
+class GuardedFedAvg:
+    """FedAvg of contributions clipped around their coordinate-wise median (centered clipping,
+    Karimireddy et al. 2021, with the median as the centre), weighted by capped sample counts.
+
+    A contribution farther from the centre than `radius` times the median distance is pulled in to
+    that distance, so no contribution moves the average more than a typical one can, whatever its
+    size or direction. Everything is computed on the contributed weights themselves, never on our
+    own base model: members whose bases differ still agree on the result of the same set.
+    """
+
+    radius: float = 1.0
+    name = "guarded-fedavg"
+
+    def __call__(self, base: Weights, contributions: Sequence[Contribution]) -> Weights:
+        names = list(contributions[0][0])
+        flat = np.stack(
+            [
+                np.concatenate([weights[k].astype(np.float64).ravel() for k in names])
+                for weights, _ in contributions
+            ]
+        )
+        centre = np.median(flat, axis=0)
+        offsets = flat - centre
+        distances = np.linalg.norm(offsets, axis=1)
+        bound = self.radius * float(np.median(distances))
+        scale = np.where(distances > bound, bound / np.maximum(distances, 1e-300), 1.0)
+        share = capped_samples([count for _, count in contributions])
+        mean = centre + np.tensordot(share / share.sum(), offsets * scale[:, None], axes=1)
+        out: Weights = OrderedDict()
+        offset = 0
+        for name in names:
+            shape = contributions[0][0][name].shape
+            size = int(np.prod(shape))
+            out[name] = mean[offset : offset + size].reshape(shape).astype(np.float32)
+            offset += size
+        return out
+
+
+def agreement(base: Weights, contributions: Sequence[Contribution]) -> np.ndarray:
+    """Each update's (weights - base) cosine similarity to the coordinate-wise median update."""
+    updates = update_matrix(base, contributions)
+    centre = np.median(updates, axis=0)
+    lengths = np.linalg.norm(updates, axis=1) * np.linalg.norm(centre)
+    return np.where(lengths > 0, updates @ centre / np.maximum(lengths, 1e-300), 0.0)
+
+
+Rule = Callable[[Weights, Sequence[Contribution]], Weights]
 
 AGGREGATORS: dict[str, Rule] = {
-    "fedavg": fedavg,
-    "median": median,
-    "trimmed-mean": trimmed_mean,
-    "krum": krum,
+    rule.name: rule for rule in (GuardedFedAvg(), FedAvg(), Median(), TrimmedMean(), Krum())
 }
 
 
@@ -91,7 +198,7 @@ def get_aggregator(name: str) -> Rule:
     return AGGREGATORS[name]
 
 
-def aggregate(rule: Rule, contributions: Sequence[Contribution]) -> Weights:
+def aggregate(rule: Rule, base: Weights, contributions: Sequence[Contribution]) -> Weights:
     if not contributions:
         raise ValueError("nothing to aggregate")
-    return rule(contributions)
+    return rule(base, contributions)

@@ -13,6 +13,7 @@ already holds. Every call is bounded in time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.records.validator import Validator
 
 from mycelium.errors import InvalidMessage
+from mycelium.net.detached import Detached
 from mycelium.net.messages import decode_group_index, decode_group_record, decode_value, seal_index
 from mycelium.policy.records import (
     GroupIndex,
@@ -88,10 +90,18 @@ class RecordValidator(Validator):
 
 
 class Registry:
-    def __init__(self, dht: KadDHT, key_pair: KeyPair, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        dht: KadDHT,
+        key_pair: KeyPair,
+        clock: Callable[[], float] = time.time,
+        nursery: trio.Nursery | None = None,
+    ) -> None:
+        """`nursery` (a long-lived node's stack nursery) runs each DHT call detached (detached.py)."""
         self._dht = dht
         self._key_pair = key_pair
         self._clock = clock
+        self._detached = Detached(nursery)
 
     async def put_group(self, record: GroupRecord, timeout: float = PUT_TIMEOUT) -> None:
         """Store a signed version (`record.signed`) at the closest peers."""
@@ -144,13 +154,11 @@ class Registry:
         return sorted(records, key=lambda r: (-r.updated_at, r.group_id))
 
     async def _put(self, key: str, value: bytes, timeout: float) -> None:
-        with trio.move_on_after(timeout) as scope:
-            try:
-                await self._dht.put_value(key, value)
-            except ValueError as error:  # py-libp2p: our own store holds a version ours does not succeed
-                log.info("put %s: %s", key, error)
-                return
-        if scope.cancelled_caught:
+        try:
+            await self._detached.run(lambda: self._dht.put_value(key, value), timeout)
+        except ValueError as error:  # py-libp2p: our own store holds a version ours does not succeed
+            log.info("put %s: %s", key, error)
+        except trio.TooSlowError:
             log.info("put %s: not all replicas answered within %.0f s", key, timeout)
 
     def _local(self, key: str, decode: Callable[[bytes], T]) -> tuple[bytes | None, T | None]:
@@ -168,8 +176,8 @@ class Registry:
         store = self._dht.value_store
         store.remove(key.encode())
         value: bytes | None = None
-        with trio.move_on_after(timeout):
-            value = await self._dht.get_value(key)
+        with contextlib.suppress(trio.TooSlowError):
+            value = await self._detached.run(lambda: self._dht.get_value(key), timeout)
         if value is None:
             return None
         try:

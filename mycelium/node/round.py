@@ -22,10 +22,12 @@ from mycelium.learn import codec as tensor_codec
 from mycelium.learn.aggregate import aggregate, get_aggregator
 from mycelium.net.transfer import content_hash
 from mycelium.node.services import Services
+from mycelium.node.trust import measure
 from mycelium.policy.catchup import CatchUp
 from mycelium.policy.messages import Announce
 from mycelium.policy.peers import PeerId, in_peer_order
 from mycelium.policy.rounds import Close, close_decision, wait_limit
+from mycelium.policy.trust import explain, round_score
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +88,12 @@ class Contribution:
 @dataclass(frozen=True)
 class RoundResult:
     number: int
+    base: Weights  # the model the round started from
     model: Weights
     model_hash: bytes
     closed: Close
-    contributions: tuple[Contribution, ...]  # in peer order
+    contributions: tuple[Contribution, ...]  # in peer order, every one we received
+    trusted: frozenset[PeerId]  # the contributors our reputation book let into the average
     lateness: float  # seconds from our announcement to the last contribution we took
     train_loss: float
     update_bytes: int
@@ -142,8 +146,11 @@ async def run_round(
 
     progress.enter("aggregating")
     ordered = tuple(contributions[p] for p in in_peer_order(contributions))
+    trusted = await trio.to_thread.run_sync(_judge, services, view.group_id, start, ordered)
     rule = get_aggregator(config.learn.aggregator)
-    model = await trio.to_thread.run_sync(aggregate, rule, [(c.weights, c.samples) for c in ordered])
+    model = await trio.to_thread.run_sync(
+        aggregate, rule, start.base, [(c.weights, c.samples) for c in trusted]
+    )
     model_hash = services.store_model(model)
 
     progress.enter("evaluating")
@@ -152,10 +159,12 @@ async def run_round(
     local = await trio.to_thread.run_sync(learner.evaluate, data.test, model)
     return RoundResult(
         number=start.number,
+        base=start.base,
         model=model,
         model_hash=model_hash,
         closed=closed,
         contributions=ordered,
+        trusted=frozenset(c.author for c in trusted),
         lateness=max(0.0, last_arrival - announced_at),
         train_loss=train_loss,
         update_bytes=len(blob),
@@ -166,13 +175,45 @@ async def run_round(
     )
 
 
+def _judge(
+    services: Services, group_id: str, start: RoundStart, ordered: tuple[Contribution, ...]
+) -> tuple[Contribution, ...]:
+    """Score every other contributor on our validation data (policy/trust.py) and keep the ones our
+    reputation book still trusts (blocking: run in a thread)."""
+    learner, book, me = services.learner, services.reputation, services.peer_id
+    if services.config.trust is None:
+        return ordered
+
+    def loss_of(weights: Weights) -> float:
+        return learner.evaluate(learner.data.validation, weights).loss
+
+    evidence = measure(loss_of, start.base, [(c.author, c.weights, c.samples) for c in ordered], me)
+    for author, seen in evidence.items():
+        was_trusted = book.trusted(author)
+        level = book.record(author, round_score(seen, book.rules))
+        if was_trusted and not book.trusted(author):
+            services.events.emit(
+                "distrusted",
+                group=group_id,
+                round=start.number,
+                peer=str(author),
+                reputation=round(level, 3),
+                reason=explain(seen, book.rules),
+            )
+    return tuple(c for c in ordered if c.author == me or book.trusted(c.author))
+
+
 async def _train(services: Services, start: RoundStart) -> tuple[Weights, int, float]:
     learner, settings = services.learner, services.config.learn.training
 
     def work() -> tuple[Weights, int, float]:
         learner.load(start.base)
         result = learner.train(settings, start.number)
-        return learner.weights(), result.samples, result.loss
+        weights, samples = learner.weights(), result.samples
+        if services.attack is not None:
+            weights = services.attack.update(start.base, weights)
+            samples = services.attack.samples(samples)
+        return weights, samples, result.loss
 
     return await trio.to_thread.run_sync(work)
 

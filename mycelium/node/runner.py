@@ -68,9 +68,11 @@ async def _learning_peer(
     from mycelium.learn.train import Learner, limit_torch_threads
     from mycelium.net.gossip import Topic, discovery_topic
     from mycelium.net.signing import Kind
-    from mycelium.node.attacks import LieRound
+    from mycelium.node.attacks import build_attack
     from mycelium.node.peer import LearningPeer
     from mycelium.node.services import Services
+    from mycelium.node.trust import load_reputation
+    from mycelium.policy.trust import TrustRules
 
     learn = config.learn
     limit_torch_threads(learn.torch_threads)
@@ -82,7 +84,7 @@ async def _learning_peer(
         config=config,
         key_pair=key_pair,
         stack=stack,
-        registry=Registry(stack.dht, key_pair),
+        registry=Registry(stack.dht, key_pair, nursery=stack.nursery),
         transfer=transfer,
         traffic=traffic,
         events=events,
@@ -90,11 +92,15 @@ async def _learning_peer(
         discovery=Topic(
             discovery_topic(config.task), stack.pubsub, key_pair, traffic, frozenset({Kind.GROUP_RECORD})
         ),
+        reputation=load_reputation(config.data_dir, config.trust or TrustRules()),
     )
-    if config.attack == "lie-round":
-        services.attack = LieRound(learner.shapes, seed=learn.shard)
-        services.attack.garbage_hash = services.store_model(services.attack.garbage)
-        transfer.store.pin("attack", services.attack.garbage_hash)
+    services.attack = build_attack(config.attack, learner.shapes, seed=learn.shard)
+    if services.attack is not None:
+        learner.data = services.attack.data(learner.data)
+        served = services.attack.served_model()
+        if served is not None:
+            services.attack.served_hash = services.store_model(served)
+            transfer.store.pin("attack", services.attack.served_hash)
     return LearningPeer(services, release)
 
 

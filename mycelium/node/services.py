@@ -21,10 +21,11 @@ from mycelium.net.messages import SequenceNumbers, seal_group_message, seal_reco
 from mycelium.net.registry import Registry
 from mycelium.net.traffic import Traffic
 from mycelium.net.transfer import TransferService
-from mycelium.node.attacks import LieRound
+from mycelium.node.attacks import Attack
 from mycelium.policy.messages import GroupMessage, Stamp
 from mycelium.policy.peers import PeerId, in_peer_order
 from mycelium.policy.records import GroupRecord
+from mycelium.policy.trust import Reputation
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ class Services:
     discovery: Topic
     clock: Callable[[], float] = time.time
     sequence: SequenceNumbers = field(default_factory=SequenceNumbers)
-    attack: LieRound | None = None  # tests only (node/attacks.py)
+    reputation: Reputation = field(default_factory=Reputation)  # our book of peers (policy/trust.py)
+    attack: Attack | None = None  # tests only (node/attacks.py)
 
     @property
     def peer_id(self) -> PeerId:

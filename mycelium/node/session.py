@@ -31,13 +31,14 @@ from mycelium.node.outcome import Outcome
 from mycelium.node.round import RoundProgress, RoundResult, RoundStart, fetch_vouched, run_round
 from mycelium.node.services import Services
 from mycelium.node.splitting import SplitWatch, split_if_due
+from mycelium.node.trust import save_reputation
 from mycelium.node.upkeep import RecordWriter, Upkeep
 from mycelium.policy.catchup import CatchUp
 from mycelium.policy.freshness import Freshness
 from mycelium.policy.lifecycle import Ending
 from mycelium.policy.membership import Membership, MembershipRules
 from mycelium.policy.messages import Announce, Goodbye, Heartbeat
-from mycelium.policy.peers import PeerId
+from mycelium.policy.peers import PeerId, in_peer_order
 from mycelium.policy.records import GroupRecord, Metrics
 
 log = logging.getLogger(__name__)
@@ -296,6 +297,8 @@ class GroupSession:
         self.rounds_per_minute = 60.0 / result.wall_s if result.wall_s > 0 else 0.0
         services.events.emit("round", **round_event(self, result, moved_before))
         self.progress.enter("done")
+        self._remove_distrusted()
+        save_reputation(services.config.data_dir, services.reputation)
         if self.membership.is_leader:
             self.record_due = True
             await split_if_due(self, result, start)
@@ -303,6 +306,26 @@ class GroupSession:
         blob = services.transfer.store.get(self.model_hash)
         if blob is not None:
             checkpoint.save(services.config.data_dir, self.record, self.round, blob)
+
+    def _remove_distrusted(self) -> None:
+        """As leader, remove members our reputation book has held below its floor for long enough."""
+        membership, book, now = self.membership, self.services.reputation, self.services.clock()
+        if not membership.is_leader:
+            return
+        for peer in in_peer_order(
+            membership.listed - membership.distrusted_now(now) - {self.services.peer_id}
+        ):
+            if book.should_evict(peer):
+                membership.distrust(peer, now)
+                self.record_due = True
+                self.services.events.emit(
+                    "removed_member",
+                    group=self.group_id,
+                    round=self.round - 1,
+                    peer=str(peer),
+                    reason=f"reputation {book.of(peer):.2f} below the floor {book.rules.floor} for "
+                    f"{book.book[peer].rounds_below} rounds",
+                )
 
     async def admitted_model(self, record: GroupRecord) -> Weights | None:
         """The model a version that let us in again names (None: ours already, or not to be had).

@@ -79,14 +79,14 @@ class SplitWatch:
 
 
 def half_model(
-    services: Services, half: frozenset[PeerId], contributions: tuple[Contribution, ...], fallback: Weights
+    services: Services, half: frozenset[PeerId], result: RoundResult | None, fallback: Weights
 ) -> Weights:
-    """FedAvg of our half's updates of the split round when we hold them all; else `fallback`."""
-    held = {c.author: c for c in contributions}
-    if not half <= set(held):
+    """Our half's updates of the split round, aggregated, when we hold them all; else `fallback`."""
+    held = {c.author: c for c in result.contributions} if result is not None else {}
+    if result is None or not half <= set(held):
         return fallback
     rule = get_aggregator(services.config.learn.aggregator)
-    return aggregate(rule, [(held[p].weights, held[p].samples) for p in in_peer_order(half)])
+    return aggregate(rule, result.base, [(held[p].weights, held[p].samples) for p in in_peer_order(half)])
 
 
 def plan_for_leavers(
@@ -123,10 +123,11 @@ async def split_if_due(session: GroupSession, result: RoundResult, start: RoundS
 def follow_split(session: GroupSession, notice: SplitNotice) -> None:
     """Stay with our half (the membership counts the other half as gone), or leave to found the other."""
     services, me = session.services, session.services.peer_id
-    result = session.last_result
-    contributions = result.contributions if result is not None and result.number == notice.round else ()
+    result = (
+        session.last_result if session.last_result and session.last_result.number == notice.round else None
+    )
     half = frozenset(notice.stay if me in notice.stay else notice.leave)
-    model = half_model(services, half, contributions, session.model)
+    model = half_model(services, half, result, session.model)
     services.events.emit(
         "split",
         group=session.group_id,

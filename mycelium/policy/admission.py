@@ -19,6 +19,7 @@ class Verdict(Enum):
     WRONG_MODEL = "model fingerprint differs"
     NEEDS_INVITE = "group is invite-only; an invite signed by a member is required"
     BAD_INVITE = "invite rejected"
+    DISTRUSTED = "removed from this group for harmful updates; not admitted again yet"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class JoinCase:
     invite_presented: bool
     members: int
     capacity: int
+    distrusted: bool = False  # the leader removed it for harmful updates, lately
 
 
 def decide_join(case: JoinCase) -> Verdict:
@@ -40,6 +42,8 @@ def decide_join(case: JoinCase) -> Verdict:
         return Verdict.ALREADY_MEMBER
     if not case.is_leader:
         return Verdict.REDIRECT
+    if case.distrusted:
+        return Verdict.DISTRUSTED
     if case.invite_only:
         if not case.invite_presented:
             return Verdict.NEEDS_INVITE

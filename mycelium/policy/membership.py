@@ -34,15 +34,18 @@ Theory of operation.
   version led by a peer that was never a member is FORGED and ignored.
 - Catch-up (catchup.py): a model is adopted only when the record or a majority of the live members
   vouch for it.
+- Distrust (trust.py): the leader removes a member whose updates its reputation book has held
+  below the floor for several rounds, and refuses to admit it again for `distrust_for` seconds.
 
 Every map here is bounded: per-member views by the record's capacity (at most MAX_MEMBERS), former
-members and version digests by `MembershipRules`, offers to two parts, counts to fixed reasons.
+members, distrusted peers and version digests by `MembershipRules`, offers to two parts, counts
+to fixed reasons.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from enum import Enum
 
@@ -65,6 +68,7 @@ class MembershipRules:
     merge_wait: float = 30.0  # offer again after this long while the other part's leader has not
     remembered: int = 128  # former members kept (for diverged parts and reconnects)
     history: int = 64  # digests of versions held
+    distrust_for: float = 600.0  # a member removed for harmful updates is not let in again this long
 
 
 class Action(Enum):
@@ -128,6 +132,7 @@ class Membership:
         self.last_recheck = -math.inf  # when it last did
         self.rejoin_asked_at = -math.inf  # when we last asked the shell to let us in again
         self.counts: Counter[str] = Counter()
+        self.distrusted: OrderedDict[PeerId, float] = OrderedDict()  # peer -> until when (leader's own)
         self._take(None, record, now)
 
     # --- views ------------------------------------------------------------------------------------
@@ -173,13 +178,26 @@ class Membership:
 
     def members_to_list(self, now: float) -> frozenset[PeerId]:
         """The members the leader writes into its next version (see the theory of operation)."""
-        listed = (self.listed - self.roster.gone) | {self.me}
-        live = self.live(now)
+        removed = self.roster.gone | self.distrusted_now(now)
+        listed = (self.listed - removed) | {self.me}
+        live = self.live(now) - removed
         if 2 * len(live) > len(listed):
             return live
         if live == {self.me}:
             return listed  # hearing nobody, we do not empty the group: it dissolves instead (tick)
         return listed & self.live(now, silence=self.rules.long_silence)
+
+    def distrust(self, peer: PeerId, now: float) -> None:
+        """As leader, remove `peer` from the next version and admit it nowhere soon (trust.py)."""
+        if peer == self.me:
+            return
+        self.distrusted.pop(peer, None)
+        self.distrusted[peer] = now + self.rules.distrust_for
+        while len(self.distrusted) > self.rules.remembered:
+            self.distrusted.popitem(last=False)
+
+    def distrusted_now(self, now: float) -> frozenset[PeerId]:
+        return frozenset(p for p, until in self.distrusted.items() if until > now)
 
     def member_entries(
         self, members: frozenset[PeerId], now: float, addrs: dict[PeerId, tuple[str, ...]] | None = None
@@ -379,6 +397,7 @@ class Membership:
                 invite_presented=invite_presented,
                 members=len(self.members_to_list(now) - {candidate}),
                 capacity=self.record.capacity,
+                distrusted=candidate in self.distrusted_now(now),
             )
         )
 

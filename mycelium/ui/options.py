@@ -77,7 +77,7 @@ def _add_network_options(parser: argparse.ArgumentParser, listen_default: str) -
 
 def add_node_options(parser: argparse.ArgumentParser) -> None:
     from mycelium.learn import MODEL_NAMES
-    from mycelium.learn.aggregate import AGGREGATORS
+    from mycelium.learn.aggregate import AGGREGATORS, DEFAULT_AGGREGATOR
     from mycelium.learn.codec import CODECS
     from mycelium.learn.data import DATASETS
     from mycelium.net.host import DEFAULT_LISTEN
@@ -173,7 +173,17 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
     learn.add_argument(
         "--lr", type=positive_float, help="SGD learning rate (default: digits 0.1, mnist 0.05)"
     )
-    learn.add_argument("--aggregator", choices=sorted(AGGREGATORS), default="fedavg", help="default fedavg")
+    learn.add_argument(
+        "--aggregator",
+        choices=sorted(AGGREGATORS),
+        default=DEFAULT_AGGREGATOR,
+        help=f"default {DEFAULT_AGGREGATOR} (README: robust aggregation); fedavg trusts every claim",
+    )
+    learn.add_argument(
+        "--no-trust",
+        action="store_true",
+        help="do not score peers' updates, leave out or remove anyone (comparisons only)",
+    )
     learn.add_argument(
         "--codec", choices=sorted(CODECS), default="fp32", help="update encoding (default fp32)"
     )
@@ -280,6 +290,7 @@ def build_node_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from mycelium.policy.groups import GroupRules
     from mycelium.policy.records import JoinPolicy, check_task_name, is_group_id
     from mycelium.policy.rounds import RoundTiming
+    from mycelium.policy.trust import TrustRules
     from mycelium.ui.client import decode_invite_token
 
     listen = tuple(parse_multiaddr(a, what="--listen") for a in (args.listen or [DEFAULT_LISTEN]))
@@ -348,6 +359,7 @@ def build_node_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             round_interval=max(0.0, args.round_interval),
             rounds=RoundTiming(floor=args.round_floor, ceiling=args.round_ceiling),
         ),
+        trust=None if args.no_trust else TrustRules(),
         verbose=args.verbose,
         attack=check_attack(args.attack) if args.attack else "",
     )
