@@ -31,7 +31,7 @@ from mycelium.learn.aggregate import AGGREGATORS, DEFAULT_AGGREGATOR
 from mycelium.learn.data import node_data, parse_partition
 from mycelium.learn.train import Learner, limit_torch_threads
 from mycelium.node.attacks import ATTACKS, build_attack
-from mycelium.node.trust import measure
+from mycelium.node.trust import Scored, measure
 from mycelium.policy.peers import PeerId
 from mycelium.policy.trust import Reputation, TrustRules, round_score
 
@@ -77,7 +77,8 @@ def simulate(
                 def loss_of(weights, learner=learner) -> float:  # noqa: ANN001
                     return learner.evaluate(learner.data.validation, weights).loss
 
-                for author, evidence in measure(loss_of, models[i], contributions, ids[i]).items():
+                scored = [Scored(author, weights, samples) for author, weights, samples in contributions]
+                for author, evidence in measure(loss_of, models[i], scored, ids[i], book.rules).items():
                     book.record(author, round_score(evidence, book.rules))
                 kept = [c for c in contributions if c[0] == ids[i] or book.trusted(c[0])]
             models[i] = rule(models[i], [(w, n) for _, w, n in kept])

@@ -12,15 +12,18 @@ node i holding shard i/10; the attackers are the last ones, started with `--atta
 honest nodes with the defaults.
 
 For each run: the honest nodes' mean accuracy at their last round (common test split); for the
-default runs also, per attacker, by which round every honest node had it below the floor (its
-`distrusted` events), in which round the leader removed it (`removed_member`), and whether any
-honest node was ever distrusted or removed (false positives). Prints a table; exit code 0 when
-every default run ends within 2 points of the clean run and no honest node was distrusted.
+default runs also, per attacker, by which round no honest node averaged it any more (each had it
+below the floor, its `distrusted` event, or the leader had removed it from the group), in which
+round the leader removed it (`removed_member`), and whether any honest node was ever distrusted or
+removed (false positives). `--read DIR` reports on the runs kept in DIR again. Prints a table;
+exit code 0 when every default run ends within 2 points of the clean run and no honest node was
+distrusted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -41,7 +44,7 @@ ROUND_INTERVAL = "1"
 @dataclass
 class Outcome:
     honest_accuracy: float
-    below_by: list[int | None]  # per attacker: the round by which every honest node distrusted it
+    out_by: list[int | None]  # per attacker: the round by which no honest node averaged it any more
     removed_at: list[int | None]  # per attacker: the round the leader removed it
     honest_distrusted: int  # distrusted / removed events naming an honest node
     seconds: float
@@ -71,39 +74,47 @@ def run_group(root: Path, attack: str, attackers: int, rounds: int, defaults: bo
             os.environ.pop("MYCELIUM_ALLOW_ATTACKS", None)
         for node in nodes:
             node.process.wait(timeout=900)
-        ids = {i: node.wait_for("listening", 1)["peer_id"] for i, node in enumerate(nodes)}
-        honest = [i for i in range(NODES) if i not in bad]
-        events = {i: nodes[i].events() for i in range(NODES)}
-        finals = [[e for e in events[i] if e["event"] == "round"][-1]["accuracy"] for i in honest]
-
-        def distrusted_round(at: int, peer: str) -> int | None:
-            rounds_ = [e["round"] for e in events[at] if e["event"] == "distrusted" and e["peer"] == peer]
-            return rounds_[0] if rounds_ else None
-
-        below_by: list[int | None] = []
-        removed_at: list[int | None] = []
-        for j in sorted(bad):
-            seen = [distrusted_round(i, ids[j]) for i in honest]
-            below_by.append(None if None in seen else max(r for r in seen if r is not None))
-            removals = [
-                e["round"]
-                for i in honest
-                for e in events[i]
-                if e["event"] == "removed_member" and e["peer"] == ids[j]
-            ]
-            removed_at.append(min(removals) if removals else None)
-        honest_ids = {ids[i] for i in honest}
-        false = sum(
-            1
-            for i in honest
-            for e in events[i]
-            if e["event"] in ("distrusted", "removed_member") and e["peer"] in honest_ids
-        )
-        return Outcome(statistics.mean(finals), below_by, removed_at, false, time.monotonic() - started)
+        return read_outcome(root, bad, time.monotonic() - started)
     finally:
         for node in [boot, *nodes]:
             if node.process.poll() is None:
                 node.process.kill()
+
+
+def read_outcome(root: Path, bad: set[int], seconds: float = 0.0) -> Outcome:
+    """What the nodes of one run (kept under `root`) logged."""
+    events = {}
+    for i in range(NODES):
+        lines = (root / f"n{i}" / "events.jsonl").read_text().splitlines()
+        events[i] = [json.loads(line) for line in lines if line.endswith("}")]
+    ids = {i: next(e["peer_id"] for e in events[i] if e["event"] == "listening") for i in range(NODES)}
+    honest = [i for i in range(NODES) if i not in bad]
+    finals = [[e for e in events[i] if e["event"] == "round"][-1]["accuracy"] for i in honest]
+
+    def first(at: int, name: str, peer: str) -> int | None:
+        rounds = [e["round"] for e in events[at] if e["event"] == name and e["peer"] == peer]
+        return min(rounds) if rounds else None
+
+    out_by: list[int | None] = []
+    removed_at: list[int | None] = []
+    for j in sorted(bad):
+        removals = [r for i in honest if (r := first(i, "removed_member", ids[j])) is not None]
+        removed = min(removals) if removals else None
+        # out of an honest node's average: it distrusts the attacker, or the attacker is out of the group
+        per_node = [
+            min((r for r in (first(i, "distrusted", ids[j]), removed) if r is not None), default=None)
+            for i in honest
+        ]
+        out_by.append(None if None in per_node else max(r for r in per_node if r is not None))
+        removed_at.append(removed)
+    honest_ids = {ids[i] for i in honest}
+    false = sum(
+        1
+        for i in honest
+        for e in events[i]
+        if e["event"] in ("distrusted", "removed_member") and e["peer"] in honest_ids
+    )
+    return Outcome(statistics.mean(finals), out_by, removed_at, false, seconds)
 
 
 def rounds_text(values: list[int | None]) -> str:
@@ -117,9 +128,17 @@ def main() -> int:
     )
     parser.add_argument("--attackers", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--read", metavar="DIR", help="report on the runs kept in DIR instead of running")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="mycelium-poison-"))
-    clean = run_group(root / "clean", "none", 0, args.rounds, defaults=True)
+    root = Path(args.read) if args.read else Path(tempfile.mkdtemp(prefix="mycelium-poison-"))
+
+    def run(name: str, attack: str, attackers: int, defaults: bool) -> Outcome:
+        bad = set(range(NODES - attackers, NODES)) if attack != "none" else set()
+        if args.read:
+            return read_outcome(root / name, bad)
+        return run_group(root / name, attack, attackers, args.rounds, defaults)
+
+    clean = run("clean", "none", 0, defaults=True)
     print(f"clean: {clean.honest_accuracy:.4f} ({clean.seconds:.0f} s)", flush=True)
     table = Table(
         title=f"{NODES} nodes, digits dirichlet:0.5, {args.rounds} rounds; clean {clean.honest_accuracy:.4f}"
@@ -130,7 +149,7 @@ def main() -> int:
         "honest mean, defaults",
         "vs clean (pt)",
         "honest mean, plain FedAvg",
-        "below the floor at every honest node by",
+        "out of every honest average by",
         "removed by the leader in",
         "honest nodes distrusted",
     ):
@@ -138,11 +157,9 @@ def main() -> int:
     ok = clean.honest_distrusted == 0
     for attackers in args.attackers:
         for attack in args.attacks:
-            guarded = run_group(root / f"{attack}-{attackers}", attack, attackers, args.rounds, defaults=True)
+            guarded = run(f"{attack}-{attackers}", attack, attackers, defaults=True)
             plain = (
-                run_group(
-                    root / f"{attack}-{attackers}-fedavg", attack, attackers, args.rounds, defaults=False
-                )
+                run(f"{attack}-{attackers}-fedavg", attack, attackers, defaults=False)
                 if attackers == args.attackers[0]
                 else None
             )
@@ -154,7 +171,7 @@ def main() -> int:
                 f"{guarded.honest_accuracy:.4f}",
                 f"{difference:+.2f}",
                 f"{plain.honest_accuracy:.4f}" if plain else "-",
-                rounds_text(guarded.below_by),
+                rounds_text(guarded.out_by),
                 rounds_text(guarded.removed_at),
                 str(guarded.honest_distrusted),
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import multiaddr
 import trio
@@ -71,3 +72,76 @@ def test_our_own_messages_reach_every_subscribed_peer_even_with_an_empty_mesh() 
     own, relayed, others = trio.run(scenario)
     assert own == others
     assert relayed == set()  # relaying stays the mesh's job
+
+
+def test_a_running_node_survives_a_stream_of_hostile_gossip_joins_and_transfer_requests(spawn) -> None:
+    """Fuzzed inputs (tests/test_fuzz.py's mutations, signed by the attacker's key) through the real
+    wire paths of a learning node: its group topic's validator, its join handler, its transfer
+    handler. It refuses them, keeps training, and its memory stays bounded."""
+    import random
+
+    from test_fuzz import FUZZ_INPUTS, hostile, mutate_bytes
+
+    from mycelium.net import join, transfer
+    from mycelium.net.framing import frame
+    from mycelium.net.gossip import group_topic
+    from mycelium.net.host import NetConfig, open_stack
+    from mycelium.net.signing import Kind
+    from mycelium.policy.peers import PeerId
+    from mycelium.proto import mycelium_pb2 as pb
+
+    node = spawn("node", "--group", "new", "--round-interval", "1")
+    group = node.wait_for("joined", timeout=120)["group"]
+    node.wait_for("round", timeout=120)
+    target = info_from_p2p_addr(multiaddr.Multiaddr(node.addr))
+    rss_before = _rss_mib(node.process.pid)
+    count = max(FUZZ_INPUTS // 4, 100)
+    rng = random.Random("running node")
+    gossip_kinds = [Kind.MEMBER_HEARTBEAT, Kind.UPDATE_ANNOUNCE, Kind.MEMBER_LEFT, Kind.GROUP_SPLIT]
+    gossip_kinds += [Kind.MERGE_OFFER, Kind.GROUP_RECORD]
+    request = frame(pb.TransferRequest(content_hash=b"c" * 32, offset=0).SerializeToString())
+    victim = PeerId(target.peer_id.to_bytes())
+
+    async def attack() -> int:
+        sent = 0
+        async with open_stack(create_new_key_pair(), NetConfig(listen=tuple(LOOPBACK))) as stack:
+            with trio.fail_after(600):
+                await stack.host.connect(target)
+                topic = group_topic(group)
+                await stack.pubsub.subscribe(topic)
+                await trio.sleep(2)
+                for _ in range(count):
+                    await stack.pubsub.publish(topic, hostile(rng.choice(gossip_kinds), rng))
+                    sent += 1
+                    if sent % 50 == 0:
+                        await trio.sleep(0.05)
+                for protocol, make in (
+                    (join.PROTOCOL, lambda: frame(hostile(Kind.JOIN_REQUEST, rng))),
+                    (transfer.PROTOCOL, lambda: mutate_bytes(request, rng)),
+                ):
+                    for _ in range(count):
+                        stream = await stack.opener.open(victim, [protocol])
+                        with trio.move_on_after(2):
+                            try:
+                                await stream.write(make())
+                                await stream.close()
+                            except Exception:  # noqa: BLE001 - the node may reset us first: its right
+                                pass
+                        sent += 1
+        return sent
+
+    sent_at = time.time()
+    sent = trio.run(attack)
+    assert sent == 3 * count
+    node.wait_for(lambda e: e["event"] == "round" and e["time"] > sent_at + 3, timeout=120)
+    assert node.process.poll() is None, node.stderr()[-2000:]
+    grown = _rss_mib(node.process.pid) - rss_before
+    print(f"{sent} hostile inputs; node RSS grew {grown:.0f} MiB")
+    assert grown < 150
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")

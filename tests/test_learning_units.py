@@ -22,6 +22,7 @@ from mycelium.learn.aggregate import (
     aggregate,
     agreement,
     capped_samples,
+    update_matrix,
 )
 from mycelium.learn.codec import CODECS, decode, encode, get_codec
 from mycelium.learn.data import held_out_sizes, node_data, parse_partition, parse_shard, partition_indices
@@ -130,7 +131,8 @@ def test_guarded_fedavg_of_agreeing_updates_is_their_fedavg() -> None:
 
 def test_agreement_is_negative_for_an_update_that_points_away_from_the_group() -> None:
     honest = honest_updates(4)
-    cosine = agreement(BASE40, [*honest, (OrderedDict(x=np.full(40, -1.0, dtype=np.float32)), 100)])
+    away = (OrderedDict(x=np.full(40, -1.0, dtype=np.float32)), 100)
+    cosine = agreement(update_matrix(BASE40, [*honest, away]))
     assert (cosine[:4] > 0.5).all() and cosine[4] < 0
 
 

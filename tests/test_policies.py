@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from libp2p.crypto.ed25519 import create_new_key_pair
@@ -12,6 +15,7 @@ from mycelium.policy.admission import JoinCase, Verdict, decide_join
 from mycelium.policy.groups import (
     Candidate,
     GroupRules,
+    Memory,
     MigrationState,
     choose_group,
     is_credible,
@@ -168,9 +172,7 @@ def test_every_member_computes_the_same_peer_order() -> None:
 
 # --- choosing and leaving groups -----------------------------------------------------------------
 
-R = GroupRules(
-    credibility_slack=0.15, threshold=0.02, patience=2, cooldown_rounds=5, significance=1.5, merge_doubt=1.0
-)
+R = GroupRules()
 
 
 def cand(
@@ -216,9 +218,75 @@ def test_choose_skips_full_and_closed_groups_and_breaks_ties_by_size_then_id() -
     assert choose_group(groups, R) == "also-big"
 
 
-def test_worth_evaluating_ranks_by_advertised_and_caps_the_work() -> None:
-    groups = [cand(f"g{i}", 0.0, advertised=i / 20) for i in range(12)] + [cand("full", 0, 0.99, members=10)]
-    assert worth_evaluating(groups, R) == [f"g{i}" for i in range(11, 3, -1)]
+def test_worth_evaluating_takes_every_usable_group_while_there_is_room() -> None:
+    groups = [cand(f"g{i}", 0.0, advertised=i / 20) for i in range(6)] + [cand("full", 0, 0.99, members=10)]
+    assert sorted(worth_evaluating(groups, R, random.Random(0))) == [f"g{i}" for i in range(6)]
+
+
+def test_worth_evaluating_caps_the_work_and_keeps_slots_for_groups_that_do_not_advertise_best() -> None:
+    groups = [cand(f"g{i:02}", 0.0, advertised=i / 20) for i in range(12)]
+    chosen = worth_evaluating(groups, R, random.Random(0))
+    assert len(chosen) == R.evaluate_top
+    assert chosen[: R.by_advertised] == ["g11", "g10", "g09", "g08"]
+    assert set(chosen[R.by_advertised :]) <= {f"g{i:02}" for i in range(8)}
+
+
+def test_one_founder_occupies_at_most_two_candidates() -> None:
+    sybil = [replace(cand(f"s{i}", 0.0, advertised=0.99), creator="sybil") for i in range(8)]
+    honest = replace(cand("ours", 0.0, advertised=0.5), creator="honest")
+    chosen = worth_evaluating([*sybil, honest], R, random.Random(0))
+    assert "ours" in chosen and sum(g.startswith("s") for g in chosen) == R.per_creator
+
+
+def test_a_group_that_measured_far_below_its_claim_is_skipped_for_a_while_then_tried_again() -> None:
+    memory = Memory()
+    memory.learn(cand("liar", 0.10, advertised=0.99), R, now=100.0)
+    memory.learn(cand("honest-but-other-data", 0.62, advertised=0.90), R, now=100.0)
+    groups = [cand("liar", 0.0, advertised=0.99), cand("honest-but-other-data", 0.0, advertised=0.9)]
+    assert worth_evaluating(groups, R, random.Random(0), memory, now=200.0) == ["honest-but-other-data"]
+    later = 100.0 + R.disappointed_for + 1
+    assert "liar" in worth_evaluating(groups, R, random.Random(0), memory, now=later)
+
+
+def test_the_memory_is_bounded() -> None:
+    memory = Memory(capacity=3)
+    for i in range(10):
+        memory.learn(cand(f"g{i}", 0.1, advertised=0.99), R, now=0.0)
+    assert list(memory.measured) == ["g7", "g8", "g9"] and len(memory.skip_until) == 3
+
+
+def test_eight_sybil_groups_advertising_0_99_with_random_models_never_attract_an_honest_node() -> None:
+    """The issue's scene, with the production rules: eight groups of eight Sybil founders claim
+    0.99 and serve random models (measured 0.08-0.12 on our data); our kind's group advertises 0.90
+    and measures 0.88. A newcomer evaluates its kind's group within two evaluations, joins it, and
+    a member never migrates to a Sybil group."""
+    rules = GroupRules()
+    rng, memory = random.Random(7), Memory()
+    measured = {f"sybil{i}": 0.08 + 0.005 * i for i in range(8)} | {"ours": 0.88}
+    listed = [
+        replace(cand(f"sybil{i}", 0.0, advertised=0.99, members=1), creator=f"key{i}") for i in range(8)
+    ]
+    listed.append(replace(cand("ours", 0.0, advertised=0.90, members=6), creator="honest"))
+    evaluations = []
+    for attempt in range(2):
+        chosen = worth_evaluating(listed, rules, rng, memory, now=float(attempt))
+        evaluated = [
+            replace(c, measured_accuracy=measured[c.group_id]) for c in listed if c.group_id in chosen
+        ]
+        for candidate in evaluated:
+            memory.learn(candidate, rules, now=float(attempt))
+        evaluations.append(chosen)
+        if "ours" in chosen:
+            assert choose_group(evaluated, rules) == "ours"
+            break
+    assert any("ours" in chosen for chosen in evaluations), evaluations
+    own = cand("ours", 0.88, members=6)
+    state = MigrationState()
+    for check in range(10):
+        sybils = [replace(c, measured_accuracy=measured[c.group_id], edge=-5.0) for c in listed[:8]]
+        decision = migration_step(state, 10 + 5 * check, own, sybils, rules)
+        assert decision.move_to is None
+        state = decision.state
 
 
 OWN = cand("own", 0.80, members=4)
@@ -247,13 +315,20 @@ def test_migration_waits_out_the_cooldown_after_a_move() -> None:
 
 def test_migration_ignores_liars_full_groups_and_our_own_group() -> None:
     lures = [
-        cand("liar", 0.83, advertised=0.99, members=1),
+        cand("liar", 0.45, advertised=0.99, members=1),
         cand("full", 0.99, members=10),
         cand("own", 0.99),
     ]
     state = MigrationState(target="liar", streak=3)
-    decision = migration_step(state, 50, OWN, [*lures, cand("liar2", 0.5, advertised=0.99)], R)
+    decision = migration_step(state, 50, OWN, [*lures, cand("liar2", 0.12, advertised=0.99)], R)
     assert decision.move_to is None
+
+
+def test_a_group_that_overstates_its_accuracy_but_serves_us_better_is_still_worth_a_move() -> None:
+    """Advertisements only choose what to evaluate; what our own data measures decides."""
+    boaster = cand("boaster", 0.90, advertised=0.99)
+    first = migration_step(MigrationState(), 10, OWN, [boaster], R)
+    assert migration_step(first.state, 15, OWN, [boaster], R).move_to == "boaster"
 
 
 def test_equal_groups_merge_one_way_only() -> None:

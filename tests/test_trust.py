@@ -126,3 +126,31 @@ def test_explain_names_what_scored_low() -> None:
 
     assert "too large" in explain(replace(HONEST, size_z=20.0), RULES)
     assert "claims 1000000000 samples" in explain(replace(HONEST, claimed=10**9), RULES)
+
+
+def test_an_update_from_a_round_old_base_is_measured_against_that_base() -> None:
+    """A member one round behind trained from our previous model: against our model its update
+    looks large and reversed; against its own base it is an update like the others."""
+    from collections import OrderedDict
+
+    import numpy as np
+
+    from mycelium.node.trust import Scored, measure
+
+    rng = np.random.default_rng(3)
+    ours = OrderedDict(x=np.zeros(50, dtype=np.float32))
+    previous = OrderedDict(x=np.full(50, -0.3, dtype=np.float32))
+    peers = [PeerId(bytes([0, i + 1])) for i in range(7)]
+
+    def trained(base: OrderedDict) -> OrderedDict:
+        return OrderedDict(x=(base["x"] + 0.1 + 0.02 * rng.standard_normal(50)).astype(np.float32))
+
+    honest = [Scored(p, trained(ours), 100) for p in peers[:6]]
+    late = trained(previous)
+
+    def score(scored: Scored) -> float:
+        evidence = measure(lambda _: 1.0, ours, [*honest, scored], peers[0], RULES)
+        return round_score(evidence[peers[6]], RULES)
+
+    assert score(Scored(peers[6], late, 100, base=previous)) == 1.0
+    assert score(Scored(peers[6], late, 100)) < 0.5  # why the base matters

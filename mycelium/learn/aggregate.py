@@ -55,6 +55,15 @@ def _flat(weights: Weights, base: Weights) -> np.ndarray:
     )
 
 
+def weight_matrix(contributions: Sequence[Contribution]) -> np.ndarray:
+    """Each contribution's weights, flattened: one row each (float64); no base enters it."""
+    names = list(contributions[0][0])
+    rows = [
+        np.concatenate([weights[k].astype(np.float64).ravel() for k in names]) for weights, _ in contributions
+    ]
+    return np.stack(rows)
+
+
 def update_matrix(base: Weights, contributions: Sequence[Contribution]) -> np.ndarray:
     """Each contribution's change from `base`, flattened: one row each (float64)."""
     return np.stack([_flat(weights, base) for weights, _ in contributions])
@@ -129,7 +138,7 @@ class Krum:
         if n < 3:
             return FedAvg()(base, contributions)
         byzantine = (n - 3) // 2
-        flat = update_matrix(base, contributions)
+        flat = weight_matrix(contributions)
         norms = (flat**2).sum(axis=1)
         squared = np.maximum(norms[:, None] + norms[None, :] - 2 * flat @ flat.T, 0.0)
         neighbours = n - byzantine - 2
@@ -154,12 +163,7 @@ class GuardedFedAvg:
 
     def __call__(self, base: Weights, contributions: Sequence[Contribution]) -> Weights:
         names = list(contributions[0][0])
-        flat = np.stack(
-            [
-                np.concatenate([weights[k].astype(np.float64).ravel() for k in names])
-                for weights, _ in contributions
-            ]
-        )
+        flat = weight_matrix(contributions)
         centre = np.median(flat, axis=0)
         offsets = flat - centre
         distances = np.linalg.norm(offsets, axis=1)
@@ -177,9 +181,8 @@ class GuardedFedAvg:
         return out
 
 
-def agreement(base: Weights, contributions: Sequence[Contribution]) -> np.ndarray:
-    """Each update's (weights - base) cosine similarity to the coordinate-wise median update."""
-    updates = update_matrix(base, contributions)
+def agreement(updates: np.ndarray) -> np.ndarray:
+    """Each update's (one row each) cosine similarity to the coordinate-wise median update."""
     centre = np.median(updates, axis=0)
     lengths = np.linalg.norm(updates, axis=1) * np.linalg.norm(centre)
     return np.where(lengths > 0, updates @ centre / np.maximum(lengths, 1e-300), 0.0)

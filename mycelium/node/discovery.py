@@ -9,6 +9,7 @@ our validation split; the choice itself is policy/groups.py's.
 from __future__ import annotations
 
 import logging
+import random
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from mycelium.learn.train import Evaluation
 from mycelium.net.messages import record_from_signed
 from mycelium.net.signing import Signed
 from mycelium.node.services import Services
-from mycelium.policy.groups import Candidate, paired_edge, worth_evaluating
+from mycelium.policy.groups import Candidate, Memory, paired_edge, worth_evaluating
 from mycelium.policy.records import GroupRecord, JoinPolicy, believe
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class Scout:
         self.directory = directory
         self.candidates: list[CandidateView] = []
         self.last_dht_listing = -1e18
+        self.memory = Memory()  # what evaluating groups taught us (policy/groups.py)
+        self.rng = random.Random(services.peer_id.raw)
 
     async def known_groups(self, ask_dht: bool = True) -> list[GroupRecord]:
         """Groups of our task with our model: from the DHT and from the discovery topic."""
@@ -99,7 +102,15 @@ class Scout:
         services, rules = self.services, self.services.config.rules
         learner = services.learner
         hints = [
-            Candidate(r.group_id, len(r.members), r.capacity, r.metrics.accuracy, 0.0, self.admits_us(r))
+            Candidate(
+                r.group_id,
+                len(r.members),
+                r.capacity,
+                r.metrics.accuracy,
+                0.0,
+                self.admits_us(r),
+                creator=str(r.creator),
+            )
             for r in records
             if r.group_id != exclude
         ]
@@ -131,8 +142,10 @@ class Scout:
 
         with trio.move_on_after(EVALUATION_DEADLINE):
             async with trio.open_nursery() as nursery:
-                for group_id in worth_evaluating(hints, rules):
+                for group_id in worth_evaluating(hints, rules, self.rng, self.memory, services.clock()):
                     nursery.start_soon(score, group_id)
+        for candidate in evaluated:
+            self.memory.learn(candidate, rules, services.clock())
         self.candidates = [
             CandidateView(c.group_id, c.members, c.advertised_accuracy, c.measured_accuracy)
             for c in evaluated

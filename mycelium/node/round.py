@@ -22,7 +22,7 @@ from mycelium.learn import codec as tensor_codec
 from mycelium.learn.aggregate import aggregate, get_aggregator
 from mycelium.net.transfer import content_hash
 from mycelium.node.services import Services
-from mycelium.node.trust import measure
+from mycelium.node.trust import Scored, measure
 from mycelium.policy.catchup import CatchUp
 from mycelium.policy.messages import Announce
 from mycelium.policy.peers import PeerId, in_peer_order
@@ -187,7 +187,8 @@ def _judge(
     def loss_of(weights: Weights) -> float:
         return learner.evaluate(learner.data.validation, weights).loss
 
-    evidence = measure(loss_of, start.base, [(c.author, c.weights, c.samples) for c in ordered], me)
+    scored = [Scored(c.author, c.weights, c.samples, _base_of(services, c, start)) for c in ordered]
+    evidence = measure(loss_of, start.base, scored, me, book.rules)
     for author, seen in evidence.items():
         was_trusted = book.trusted(author)
         level = book.record(author, round_score(seen, book.rules))
@@ -201,6 +202,19 @@ def _judge(
                 reason=explain(seen, book.rules),
             )
     return tuple(c for c in ordered if c.author == me or book.trusted(c.author))
+
+
+def _base_of(services: Services, contribution: Contribution, start: RoundStart) -> Weights | None:
+    """The model a contribution was trained from, when it is not ours and we still hold it."""
+    if contribution.base_hash == start.base_hash:
+        return None
+    blob = services.transfer.store.get(contribution.base_hash)
+    if blob is None:
+        return None
+    try:
+        return tensor_codec.decode(blob, services.learner.fingerprint, services.learner.shapes)
+    except InvalidMessage:
+        return None
 
 
 async def _train(services: Services, start: RoundStart) -> tuple[Weights, int, float]:

@@ -373,6 +373,7 @@ def round_event(
         "record_version": record.version,
         "record_digest": record.digest.hex()[:16],
         "contributors": len(result.contributions),
+        "left_out": len(result.contributions) - len(result.trusted),  # distrusted (policy/trust.py)
         "peers": len(services.stack.connected_peers()),
         "closed": result.closed.value,
         "accuracy": round(result.accuracy, 4),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,21 +26,33 @@ log = logging.getLogger(__name__)
 REPUTATION_FILE = "reputation.json"
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One contribution as trust measures it."""
+
+    author: PeerId
+    weights: Weights
+    claimed: int
+    base: Weights | None = None  # the model it was trained from, when that is not ours
+
+
 def measure(
     loss_of: Callable[[Weights], float],
     base: Weights,
-    contributions: Sequence[tuple[PeerId, Weights, int]],
+    contributions: Sequence[Scored],
     me: PeerId,
+    rules: TrustRules,
 ) -> dict[PeerId, Evidence]:
     """Evidence on every contributor but us; nothing when fewer than three contributed (then an
-    update has no group to be compared with)."""
+    update has no group to be compared with). Each update is taken against the base it was
+    trained from when we hold that model (a member one round behind trained from our previous
+    model; against ours its update would look twice as large), else against ours."""
     if len(contributions) < 3:
         return {}
-    pairs = [(weights, claimed) for _, weights, claimed in contributions]
-    updates = update_matrix(base, pairs)
+    updates = np.stack([update_matrix(c.base or base, [(c.weights, c.claimed)])[0] for c in contributions])
     norms = np.linalg.norm(updates, axis=1)
-    cosine = agreement(base, pairs)
-    claims = [claimed for _, _, claimed in contributions]
+    cosine = agreement(updates)
+    claims = [c.claimed for c in contributions]
     share = capped_samples(claims)
     bound = SAMPLE_CAP * float(np.median(np.maximum(np.array(claims, dtype=np.float64), 0.0)))
 
@@ -49,21 +62,20 @@ def measure(
             weights[index] = 0.0
         return loss_of(with_update(base, np.tensordot(weights / weights.sum(), updates, axes=1)))
 
-    rules = TrustRules()
     disagreement = deviations([-float(c) for c in cosine], rules.min_agreement_spread)
     size = deviations([float(v) for v in np.log(np.maximum(norms, 1e-300))], rules.min_size_spread)
     with_all = loss_without(None)
     evidence = {}
-    for index, (author, _, claimed) in enumerate(contributions):
-        if author == me:
+    for index, contribution in enumerate(contributions):
+        if contribution.author == me:
             continue
         without = loss_without(index)
-        evidence[author] = Evidence(
+        evidence[contribution.author] = Evidence(
             agreement=float(cosine[index]),
             agreement_z=disagreement[index],
             size_z=size[index],
-            harm=(with_all - without) / max(without, 1e-6),
-            claimed=claimed,
+            harm=(with_all - without) / max(without, rules.loss_floor),
+            claimed=contribution.claimed,
             bound=bound,
         )
     return evidence

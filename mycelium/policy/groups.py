@@ -19,6 +19,11 @@ on that node's data and worst everywhere else (members alone check every round, 
 Another node alone is no such group: between two groups of one the ordinary merge rule applies, so
 a node never trades its model for a fresh one.
 
+Which candidates get evaluated is chosen so that advertising cannot crowd out the rest (a Sybil can
+found many groups that claim 0.99): half the slots by advertised accuracy, at most two per founder,
+some by what we measured last time, the rest at random; a group whose model measured more than
+twice the credibility slack below its claim is skipped for ten minutes.
+
 Validation sets are small (14 images for a digits node of a 20-node mesh), so hard accuracy moves
 in steps of 0.07 and two models can tie on it while one is far more certain. The gain that moves a
 node is therefore the gain in expected accuracy (the mean probability a model gives the right
@@ -32,8 +37,10 @@ when 14 images are all the evidence there is).
 from __future__ import annotations
 
 import math
+import random
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -48,6 +55,7 @@ class Candidate:
     admits_us: bool = True  # policy open, or we hold an invite
     edge: float = 0.0  # paired t-statistic of its loss improvement over our group's model
     expected_accuracy: float | None = None  # mean probability of the right class (None: use accuracy)
+    creator: str = ""  # who founded it (one signer may found many groups)
 
     @property
     def soft_accuracy(self) -> float:
@@ -68,17 +76,70 @@ class GroupRules:
     merge_doubt: float = 1.0
     merge_tolerance: float = 0.05  # a merge may cost at most this much expected accuracy
     evaluate_top: int = 8  # candidates pulled and evaluated per decision (rotated:4 makes 4+ groups)
+    by_advertised: int = 4  # of those, chosen by what they advertise; the rest by history, then at random
+    by_history: int = 2
+    per_creator: int = 2  # candidates one founder may occupy
+    disappointed_for: float = 600.0  # seconds a group that measured far below its claim is skipped
 
 
 def is_credible(candidate: Candidate, rules: GroupRules) -> bool:
     return candidate.measured_accuracy >= candidate.advertised_accuracy - rules.credibility_slack
 
 
-def worth_evaluating(candidates: Sequence[Candidate], rules: GroupRules) -> list[str]:
-    """Group ids to pull and evaluate, best advertised first (only those we could join)."""
-    usable = [c for c in candidates if c.has_room and c.admits_us]
+def worth_evaluating(
+    candidates: Sequence[Candidate],
+    rules: GroupRules,
+    rng: random.Random,
+    memory: Memory | None = None,
+    now: float = 0.0,
+) -> list[str]:
+    """Group ids to pull and evaluate (only those we could join), so that advertising cannot crowd
+    out the rest: at most `per_creator` per founder; `by_advertised` best advertised; `by_history`
+    best measured when we last evaluated them; the remaining slots at random. Groups that measured
+    far below what they advertise are skipped for a while (`Memory`)."""
+    memory = memory or Memory()
+    usable = [c for c in candidates if c.has_room and c.admits_us and not memory.skipped(c.group_id, now)]
     usable.sort(key=lambda c: (-c.advertised_accuracy, -c.members, c.group_id))
-    return [c.group_id for c in usable[: rules.evaluate_top]]
+    per_creator: dict[str, int] = {}
+    capped = []
+    for candidate in usable:
+        seen = per_creator.get(candidate.creator, 0)
+        if not candidate.creator or seen < rules.per_creator:
+            per_creator[candidate.creator] = seen + 1
+            capped.append(candidate)
+    chosen = [c.group_id for c in capped[: rules.by_advertised]]
+    measured = [c for c in capped if c.group_id not in chosen and c.group_id in memory.measured]
+    measured.sort(key=lambda c: (-memory.measured[c.group_id], c.group_id))
+    chosen += [c.group_id for c in measured[: rules.by_history]]
+    rest = [c.group_id for c in capped if c.group_id not in chosen]
+    chosen += rng.sample(rest, min(len(rest), rules.evaluate_top - len(chosen)))
+    return chosen[: rules.evaluate_top]
+
+
+@dataclass
+class Memory:
+    """What a node learned from evaluating groups: the accuracy each measured last, and which
+    measured far below what they advertise (more than twice the credibility slack: skipped until a
+    time). Bounded: the oldest go first."""
+
+    capacity: int = 256
+    measured: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    skip_until: OrderedDict[str, float] = field(default_factory=OrderedDict)
+
+    def skipped(self, group_id: str, now: float) -> bool:
+        return self.skip_until.get(group_id, -math.inf) > now
+
+    def learn(self, candidate: Candidate, rules: GroupRules, now: float) -> None:
+        _put_bounded(self.measured, candidate.group_id, candidate.measured_accuracy, self.capacity)
+        if candidate.measured_accuracy < candidate.advertised_accuracy - 2 * rules.credibility_slack:
+            _put_bounded(self.skip_until, candidate.group_id, now + rules.disappointed_for, self.capacity)
+
+
+def _put_bounded(table: OrderedDict[str, float], key: str, value: float, capacity: int) -> None:
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > capacity:
+        table.popitem(last=False)
 
 
 def _rank(candidate: Candidate) -> tuple[float, int, str]:

@@ -6,7 +6,8 @@ node/trust.py for how it is measured):
 - agreement: the update's cosine similarity to the coordinate-wise median of the round's updates;
 - size: the logarithm of its norm over the round's median norm;
 - harm: how much the member's own validation loss rises when the update, as sent, is in the
-  average rather than left out, relative to that loss;
+  average rather than left out, relative to that loss (or to `loss_floor` nats when the loss is
+  lower: late in training a loss of 0.1 on 20 images doubles by chance);
 - claim: the claimed sample count against the bound every member applies (aggregate.SAMPLE_CAP
   times the round's median claim): a peer that claims ten times the bound scores a tenth.
 
@@ -53,7 +54,8 @@ class TrustRules:
     z_span: float = 3.0
     min_agreement_spread: float = 0.05  # cosine similarity
     min_size_spread: float = 0.1  # log of the norm ratio: a tenth bigger is never suspicious
-    harm_scale: float = 0.5  # a relative rise of our loss this large scores 0
+    harm_scale: float = 0.5  # a relative rise of our loss this large scores 0 ...
+    loss_floor: float = 0.5  # ... relative to our loss, or to this many nats when it is lower
     evict_after: int = 3  # rounds in a row below the floor before the leader removes a member
     capacity: int = 512
 
