@@ -53,7 +53,7 @@ class TrustRules:
     z_ok: float = 3.0
     z_span: float = 3.0
     min_agreement_spread: float = 0.05  # cosine similarity
-    min_size_spread: float = 0.1  # log of the norm ratio: a tenth bigger is never suspicious
+    min_size_spread: float = 0.2  # log of the norm ratio (honest members of one group differ by up to ~2x)
     harm_scale: float = 0.5  # a relative rise of our loss this large scores 0 ...
     loss_floor: float = 0.5  # ... relative to our loss, or to this many nats when it is lower
     evict_after: int = 3  # rounds in a row below the floor before the leader removes a member
