@@ -27,13 +27,17 @@ SAMPLE_CAP = 2.0
 DEFAULT_AGGREGATOR = "guarded-fedavg"
 
 
+def sample_bound(claims: Sequence[int]) -> float:
+    """SAMPLE_CAP × the median claim (negative claims count as none)."""
+    return SAMPLE_CAP * float(np.median(np.maximum(np.array(claims, dtype=np.float64), 0.0)))
+
+
 def capped_samples(claims: Sequence[int]) -> np.ndarray:
-    """Each claim clipped to [0, SAMPLE_CAP × median claim]; all equal when nobody claims any."""
-    samples = np.maximum(np.array(claims, dtype=np.float64), 0.0)
-    bound = SAMPLE_CAP * float(np.median(samples))
+    """Each claim clipped to [0, sample_bound]; all equal when nobody claims any."""
+    bound = sample_bound(claims)
     if bound <= 0:
-        return np.ones(len(samples))
-    return np.minimum(samples, bound)
+        return np.ones(len(claims))
+    return np.minimum(np.maximum(np.array(claims, dtype=np.float64), 0.0), bound)
 
 
 def _stack(contributions: Sequence[Contribution], name: str) -> np.ndarray:
@@ -49,35 +53,33 @@ def _weighted_mean(contributions: Sequence[Contribution], share: np.ndarray) -> 
     return _per_tensor(contributions, lambda stacked: np.tensordot(share / share.sum(), stacked, axes=1))
 
 
-def _flat(weights: Weights, base: Weights) -> np.ndarray:
-    return np.concatenate(
-        [(weights[k].astype(np.float64) - base[k].astype(np.float64)).ravel() for k in weights]
-    )
+def _flatten(weights: Weights) -> np.ndarray:
+    return np.concatenate([values.astype(np.float64).ravel() for values in weights.values()])
+
+
+def _unflatten(vector: np.ndarray, like: Weights) -> Weights:
+    """A flat float64 vector as float32 tensors of `like`'s names and shapes, in its order."""
+    out: Weights = OrderedDict()
+    offset = 0
+    for name, values in like.items():
+        out[name] = vector[offset : offset + values.size].reshape(values.shape).astype(np.float32)
+        offset += values.size
+    return out
 
 
 def weight_matrix(contributions: Sequence[Contribution]) -> np.ndarray:
     """Each contribution's weights, flattened: one row each (float64); no base enters it."""
-    names = list(contributions[0][0])
-    rows = [
-        np.concatenate([weights[k].astype(np.float64).ravel() for k in names]) for weights, _ in contributions
-    ]
-    return np.stack(rows)
+    return np.stack([_flatten(weights) for weights, _ in contributions])
 
 
 def update_matrix(base: Weights, contributions: Sequence[Contribution]) -> np.ndarray:
     """Each contribution's change from `base`, flattened: one row each (float64)."""
-    return np.stack([_flat(weights, base) for weights, _ in contributions])
+    return weight_matrix(contributions) - _flatten(base)
 
 
 def with_update(base: Weights, update: np.ndarray) -> Weights:
     """`base` moved by a flat update vector (in `base`'s tensor order), as float32."""
-    out: Weights = OrderedDict()
-    offset = 0
-    for name, values in base.items():
-        step = update[offset : offset + values.size].reshape(values.shape)
-        out[name] = (values.astype(np.float64) + step).astype(np.float32)
-        offset += values.size
-    return out
+    return _unflatten(_flatten(base) + update, base)
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,6 @@ class GuardedFedAvg:
     name = "guarded-fedavg"
 
     def __call__(self, base: Weights, contributions: Sequence[Contribution]) -> Weights:
-        names = list(contributions[0][0])
         flat = weight_matrix(contributions)
         centre = np.median(flat, axis=0)
         offsets = flat - centre
@@ -171,14 +172,7 @@ class GuardedFedAvg:
         scale = np.where(distances > bound, bound / np.maximum(distances, 1e-300), 1.0)
         share = capped_samples([count for _, count in contributions])
         mean = centre + np.tensordot(share / share.sum(), offsets * scale[:, None], axes=1)
-        out: Weights = OrderedDict()
-        offset = 0
-        for name in names:
-            shape = contributions[0][0][name].shape
-            size = int(np.prod(shape))
-            out[name] = mean[offset : offset + size].reshape(shape).astype(np.float32)
-            offset += size
-        return out
+        return _unflatten(mean, contributions[0][0])
 
 
 def agreement(updates: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mycelium.learn import Weights
-from mycelium.learn.aggregate import SAMPLE_CAP, agreement, capped_samples, update_matrix, with_update
+from mycelium.learn.aggregate import agreement, capped_samples, sample_bound, update_matrix, with_update
 from mycelium.policy.peers import PeerId
 from mycelium.policy.trust import Evidence, Reputation, TrustRules, deviations
 
@@ -54,7 +54,7 @@ def measure(
     cosine = agreement(updates)
     claims = [c.claimed for c in contributions]
     share = capped_samples(claims)
-    bound = SAMPLE_CAP * float(np.median(np.maximum(np.array(claims, dtype=np.float64), 0.0)))
+    bound = sample_bound(claims)
 
     def loss_without(index: int | None) -> float:
         weights = share.copy()
