@@ -70,6 +70,7 @@ class NodeConfig:
     learn: LearnConfig = field(default_factory=LearnConfig)
     timing: Timing = field(default_factory=Timing)
     verbose: bool = False
+    metrics: tuple[str, int] | None = None  # --metrics HOST:PORT: serve Prometheus metrics (port 0 picks one)
     attack: str = ""  # tests only: misbehave on purpose (node/attacks.py)
 
     @property

@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,10 +16,12 @@ RECENT_EVENTS = 200
 
 
 class EventLog:
-    """Writes one JSON object per line (flushed at once) to a file, stdout ("-") or nowhere."""
+    """Writes one JSON object per line (flushed at once) to a file, stdout ("-") or nowhere, and
+    hands each event to its `listeners` (a node's metrics follow its events)."""
 
     def __init__(self, target: str | None) -> None:
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self._owned = False
         self._stream: IO[str] | None
         if target is None:
@@ -40,6 +43,8 @@ class EventLog:
         if self._stream is not None:
             self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
             self._stream.flush()
+        for listener in self.listeners:
+            listener(record)
         return record
 
     def close(self) -> None:

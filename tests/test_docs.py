@@ -12,13 +12,14 @@ README = (ROOT / "README.md").read_text()
 
 
 def readme_commands() -> list[str]:
-    return re.findall(r"```sh\n(python3 -m venv .*)\n```", README)
+    return re.findall(r"```sh\n((?:apt-get install -y chromium && )?python3 -m venv .*)\n```", README)
 
 
 def test_the_readme_opens_with_the_demo_and_the_test_commands() -> None:
     demo, tests = readme_commands()[:2]
     assert demo.endswith("mycelium mesh --nodes 10 --rounds 20")
     assert tests.endswith("python -m pytest")
+    assert tests.startswith("apt-get install -y chromium && ")  # the explorer's browser test needs it
     assert README.index(demo) < README.index(tests) < README.index("## What it is")
 
 

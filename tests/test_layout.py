@@ -15,8 +15,9 @@ ALLOWED = {
     "learn": set(),
     "net": {"policy"},
     "node": {"policy", "net", "learn"},
-    "ui": {"policy", "net", "node", "mesh", "learn"},
-    "mesh": {"learn", "ui"},
+    "ui": {"policy", "net", "node", "mesh", "learn", "watch"},
+    "mesh": {"learn", "ui", "watch"},
+    "watch": {"policy", "net"},
 }
 SHARED = {"errors", "events", "config", "proto", "__init__"}
 

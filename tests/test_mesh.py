@@ -29,7 +29,8 @@ def children_of(out: Path) -> list[int]:
 def test_a_small_mesh_writes_its_summary_and_report_and_leaves_no_process(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "mycelium", "mesh", "--nodes", "4", "--rounds", "5", "--out", str(out)],
+        [sys.executable, "-m", "mycelium", "mesh", "--nodes", "4", "--rounds", "5", "--out", str(out)]
+        + ["--json"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -44,7 +45,12 @@ def test_a_small_mesh_writes_its_summary_and_report_and_leaves_no_process(tmp_pa
         assert 0.5 < node["accuracy"] <= 1.0
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all((out / "nodes" / f"node-{i}" / "events.jsonl").exists() for i in range(4))
-    assert "mean accuracy" in result.stdout
+    assert json.loads(result.stdout) == summary  # --json: stdout holds the summary and nothing else
+    assert "mean accuracy" in result.stderr
+    rows = [line.split() for line in result.stderr.splitlines() if line.split() and line.split()[0].isdigit()]
+    assert [(row[5], row[-1]) for row in rows] == [  # piped, yet every cell whole
+        (f"{node['accuracy']:.4f}", "finished") for node in summary["nodes"]
+    ]
     assert children_of(out) == []
 
 

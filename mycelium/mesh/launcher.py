@@ -24,8 +24,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from mycelium.errors import ConfigError
-from mycelium.mesh.report import group_colours, print_summary, write_report, write_summary
+from mycelium.mesh.report import group_colours, print_summary, summary_json, write_report, write_summary
 from mycelium.mesh.state import MeshState
+from mycelium.ui.tables import print_line
 
 POLL = 0.25
 STOP_GRACE = 6.0
@@ -91,6 +92,17 @@ def add_mesh_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-live", action="store_true", help="plain progress lines instead of the live view"
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print summary.json on stdout at the end and nothing else there (the rest goes to stderr)",
+    )
+    parser.add_argument(
+        "--web",
+        metavar="[HOST:]PORT",
+        help="also run `mycelium watch` on the mesh and serve its explorer page here "
+        "(PORT alone means 127.0.0.1:PORT; 0 picks a free port)",
+    )
 
 
 def _churn(items: list[str], flag: str) -> list[tuple[int, int]]:
@@ -138,9 +150,10 @@ class Mesh:
         self.total = args.nodes + sum(count for _, count in self.joins)
         self.out = Path(args.out)
         self.children: dict[int, Child] = {}
+        self.explorer = Explorer(self.out, _web_address(args.web)) if args.web else None
         self.state = MeshState()
         self.rng = random.Random(args.seed)
-        self.console = Console()
+        self.console = Console(stderr=args.json)  # with --json stdout holds the JSON alone
         self.started = time.time()
         self.title = (
             f"mycelium mesh: {args.nodes} nodes, {args.dataset} {args.partition}, {args.rounds} rounds"
@@ -274,7 +287,18 @@ class Mesh:
     def _running(self) -> bool:
         return any(child.process.poll() is None for child in self.children.values())
 
+    def _task(self) -> str:
+        node_args = list(self.args.node_arg)
+        for i, arg in enumerate(node_args):
+            if arg.startswith("--task="):
+                return arg.split("=", 1)[1]
+            if arg == "--task" and i + 1 < len(node_args):
+                return node_args[i + 1]
+        return f"{self.args.dataset}-{self.args.model}"
+
     def _stop_all(self) -> None:
+        if self.explorer:
+            self.explorer.stop()
         for child in self.children.values():
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
@@ -304,6 +328,10 @@ class Mesh:
                 live.start()
             first = self._start(0, self.args.rounds, hold=True)
             self._wait_for(first, "listening", 90)
+            if self.explorer:
+                url = self.explorer.start(first.addr, self._task())
+                self.state.log.append(f"explorer at {url}")
+                print(f"mycelium mesh: explorer at {url}", file=sys.stderr, flush=True)
             self._wait_for(first, "joined", 120)
             for index in range(1, self.args.nodes):
                 self._start(index, self.args.rounds, hold=True)
@@ -320,7 +348,7 @@ class Mesh:
                     live.update(self._view())
                 elif time.time() - last_line > 5:
                     last_line = time.time()
-                    self.console.print(self._progress_line())
+                    print_line(self.console, self._progress_line())
                 time.sleep(POLL)
         except KeyboardInterrupt:
             outcome = "interrupted"
@@ -343,11 +371,16 @@ class Mesh:
             "elapsed_s": round(elapsed, 1),
             "command": " ".join(sys.argv),
             "options": {k: v for k, v in vars(self.args).items() if k != "run"},
+            "explorer": self.explorer.url if self.explorer else None,
         }
         summary = write_summary(self.state, self.out, extra)
         report = write_report(self.state, self.out, self.title)
         print_summary(self.state, f"{self.title} — {outcome} after {elapsed:.0f} s", self.console)
-        self.console.print(f"wrote {summary}, {report} and each node's events under {self.out / 'nodes'}")
+        print_line(
+            self.console, f"wrote {summary}, {report} and each node's events under {self.out / 'nodes'}"
+        )
+        if self.args.json:
+            print(summary_json(self.state, extra), flush=True)
 
     def _progress_line(self) -> str:
         summary = self.state.summary()
@@ -387,6 +420,68 @@ class Mesh:
             )
         log = Panel("\n".join(self.state.log) or "(no events yet)", title="joins and migrations")
         return Group(nodes, groups, log)
+
+
+def _web_address(text: str) -> str:
+    address = f"127.0.0.1:{text}" if text.isdigit() else text
+    from mycelium.watch.web import parse_web_address
+
+    parse_web_address(address)
+    return address
+
+
+class Explorer:
+    """`mycelium watch --web` on the mesh: an observer process like any outside user would run."""
+
+    def __init__(self, out: Path, address: str) -> None:
+        self.address = address
+        self.log = out / "watch.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self, bootstrap: str, task: str, timeout: float = 60.0) -> str:
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mycelium",
+                    "watch",
+                    "--bootstrap",
+                    bootstrap,
+                    "--task",
+                    task,
+                    "--web",
+                    self.address,
+                    "--listen",
+                    "/ip4/127.0.0.1/tcp/0",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only libc prctl, before exec
+            )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for line in self.log.read_text(errors="replace").splitlines():
+                if "explorer at " in line:
+                    self.url = line.rsplit("explorer at ", 1)[1].strip()
+                    return self.url
+            if self.process.poll() is not None:
+                break
+            time.sleep(POLL)
+        self.stop()
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise ConfigError(f"the explorer did not start on {self.address}: {tail[0]} (see {self.log})")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 def run_mesh_command(args: argparse.Namespace) -> int:

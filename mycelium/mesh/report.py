@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mycelium.mesh.state import MeshState
+from mycelium.ui.tables import print_line, print_table
 
 PALETTE = [
     "#1f77b4",
@@ -69,12 +70,17 @@ def summary_table(state: MeshState, title: str) -> Table:
 
 
 def _fmt(value: float) -> str:
-    return "-" if value != value else f"{value:.3f}"
+    return "-" if value != value else f"{value:.4f}"  # as in summary.json
+
+
+def summary_json(state: MeshState, extra: dict[str, Any]) -> str:
+    """summary.json's text, which `mycelium mesh --json` also prints."""
+    return json.dumps({**extra, **state.summary()}, indent=2)
 
 
 def write_summary(state: MeshState, out: Path, extra: dict[str, Any]) -> Path:
     path = out / "summary.json"
-    path.write_text(json.dumps({**extra, **state.summary()}, indent=2))
+    path.write_text(summary_json(state, extra))
     return path
 
 
@@ -134,10 +140,11 @@ def write_report(state: MeshState, out: Path, title: str) -> Path:
 
 def print_summary(state: MeshState, title: str, console: Console | None = None) -> None:
     console = console or Console()
-    console.print(summary_table(state, title))
+    print_table(console, summary_table(state, title))  # whole cells when piped, too
     summary = state.summary()
-    console.print(
+    print_line(
+        console,
         f"mean accuracy {summary['mean_accuracy']}, min {summary['min_accuracy']}, "
         f"groups {len(summary['groups'])}, migrations {summary['migrations']}"
-        + (f", purity {summary['purity']}" if summary["purity"] is not None else "")
+        + (f", purity {summary['purity']}" if summary["purity"] is not None else ""),
     )

@@ -19,6 +19,7 @@ class NodeState:
     shard: int
     rotation: int = 0
     peer_id: str = ""
+    metrics: str = ""  # URL of its Prometheus endpoint (--node-arg=--metrics=127.0.0.1:0)
     group: str = ""
     round: int = -1
     accuracy: float = float("nan")
@@ -51,6 +52,7 @@ class NodeState:
             "bytes_out": self.bytes_out,
             "status": self.status,
             "exit_code": self.exit_code,
+            "metrics": self.metrics or None,
         }
 
 
@@ -90,6 +92,9 @@ class MeshState:
             node.rounds += 1
             node.group = event["group"]
             node.history.append((event["round"], event["accuracy"], event["group"]))
+        elif kind == "metrics":
+            node.metrics = event.get("url", "")
+            self.log.append(f"node {index} metrics at {node.metrics}")
         elif kind == "holding":
             node.holding = True
         elif kind == "finished":

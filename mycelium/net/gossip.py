@@ -7,8 +7,8 @@ Each topic gets a validator that drops, before relaying, anything that is oversi
 envelope of an allowed kind, signed by someone other than the message's libp2p sender, or refused by
 the topic's own `relay` check (group topics: undecodable or outside the freshness window, so that
 nobody relays a replayed message). Validators never raise (a raising validator tears down
-py-libp2p's pubsub service). A dedicated task drains the subscription (py-libp2p's queue holds 32
-messages and drops the rest) into our handler.
+py-libp2p's pubsub service); every drop is counted in the topic's `Traffic` by reason. A dedicated
+task drains the subscription (py-libp2p's queue holds 32 messages and drops the rest) into our handler.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from libp2p.pubsub.pubsub import Pubsub
 
 from mycelium.errors import InvalidMessage
 from mycelium.net.signing import Signed, open_envelope
-from mycelium.net.traffic import Traffic
+from mycelium.net.traffic import Refusal, Traffic
 from mycelium.policy.peers import PeerId
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class Topic:
     key_pair: KeyPair
     traffic: Traffic
     kinds: frozenset[int]
-    relay: Callable[[Signed], bool] = _relay_everything
+    relay: Callable[[Signed], bool] = _relay_everything  # False: not fresh; raising: undecodable
     max_bytes: int = MAX_GOSSIP_BYTES
 
     async def publish(self, data: bytes) -> None:
@@ -79,9 +79,17 @@ async def run_topic(
 
     def validate(_forwarder: object, message: rpc_pb2.Message) -> bool:
         try:
-            return topic.relay(_open(message, topic.kinds, topic.max_bytes))
+            signed = _open(message, topic.kinds, topic.max_bytes)
         except Exception:  # noqa: BLE001 - never raise inside a py-libp2p validator
+            topic.traffic.refused(Refusal.INVALID)
             return False
+        try:
+            if topic.relay(signed):
+                return True
+            topic.traffic.refused(Refusal.STALE)
+        except Exception:  # noqa: BLE001
+            topic.traffic.refused(Refusal.UNDECODABLE)
+        return False
 
     topic.pubsub.set_topic_validator(topic.name, validate, False)
     subscription = await topic.pubsub.subscribe(topic.name)
@@ -95,6 +103,7 @@ async def run_topic(
                 signed = _open(message, topic.kinds, topic.max_bytes)
             except InvalidMessage as error:
                 log.debug("dropped message on %s: %s", topic.name, error)
+                topic.traffic.refused(Refusal.INVALID)
                 continue
             topic.traffic.bytes_in += len(message.data)
             handle(signed)

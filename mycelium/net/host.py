@@ -36,6 +36,7 @@ from libp2p.utils.address_validation import expand_wildcard_address
 from mycelium.errors import BootstrapError, ConfigError, leaf_exceptions
 from mycelium.net.registry import RecordValidator
 from mycelium.net.streams import StreamOpener
+from mycelium.net.traffic import Traffic
 from mycelium.policy.peers import PeerId
 from mycelium.policy.records import NAMESPACE
 
@@ -345,16 +346,21 @@ def _silence_libp2p_logs(verbose: bool) -> None:
 
 @asynccontextmanager
 async def open_stack(
-    key_pair: KeyPair, config: NetConfig, verbose: bool = False, client: bool = False
+    key_pair: KeyPair,
+    config: NetConfig,
+    verbose: bool = False,
+    client: bool = False,
+    traffic: Traffic | None = None,
 ) -> AsyncIterator[Stack]:
     """Start host, DHT and pubsub listening on `config.listen` (bootstrap is a separate step).
 
-    A `client` stack (used by one-shot commands) queries the DHT but does not serve it.
+    A `client` stack (used by one-shot commands) queries the DHT but does not serve it. `traffic`
+    counts the DHT values our validator refuses.
     """
     _silence_libp2p_logs(verbose)
     host = build_host(key_pair, config.announce)
     dht = KadDHT(host, DHTMode.CLIENT if client else DHTMode.SERVER)
-    dht.register_validator(NAMESPACE, RecordValidator())
+    dht.register_validator(NAMESPACE, RecordValidator(traffic=traffic))
     gossipsub = FloodPublishGossipSub(
         protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
         # D=4 rather than the usual 6: every duplicate delivery costs ~1-3 ms of Python CPU; an idle

@@ -287,6 +287,8 @@ def decode_group_message(signed: Signed, now: float) -> GroupMessage | GroupReco
             addrs=_addrs(beat.addrs),
             record_version=beat.record_version,
             record_digest=_hash(beat.record_digest, "record digest"),
+            bytes_in=beat.bytes_in,
+            bytes_out=beat.bytes_out,
         )
     if kind == Kind.UPDATE_ANNOUNCE:
         announce = signed.decode(pb.UpdateAnnounce)
@@ -351,6 +353,8 @@ def heartbeat_to_pb(beat: Heartbeat) -> pb.MemberHeartbeat:
         addrs=list(beat.addrs),
         record_version=beat.record_version,
         record_digest=beat.record_digest,
+        bytes_in=beat.bytes_in,
+        bytes_out=beat.bytes_out,
     )
 
 

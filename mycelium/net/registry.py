@@ -27,6 +27,7 @@ from libp2p.records.validator import Validator
 from mycelium.errors import InvalidMessage
 from mycelium.net.detached import Detached
 from mycelium.net.messages import decode_group_index, decode_group_record, decode_value, seal_index
+from mycelium.net.traffic import NetCall, Refusal, Traffic
 from mycelium.policy.records import (
     GroupIndex,
     GroupRecord,
@@ -61,13 +62,15 @@ class RecordValidator(Validator):
     offered version it does not validly succeed; indexes by their newest `updated_at`.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, traffic: Traffic | None = None) -> None:
         self._clock = clock
+        self._traffic = traffic or Traffic()  # counts the values refused
 
     def validate(self, key: str, value: bytes) -> None:
         try:
             decode_value(key, value, self._clock())
         except InvalidMessage as error:
+            self._traffic.refused(Refusal.INVALID)
             raise ValueError(str(error)) from None
 
     def select(self, key: str, values: list[bytes]) -> int:
@@ -96,12 +99,15 @@ class Registry:
         key_pair: KeyPair,
         clock: Callable[[], float] = time.time,
         nursery: trio.Nursery | None = None,
+        traffic: Traffic | None = None,
     ) -> None:
-        """`nursery` (a long-lived node's stack nursery) runs each DHT call detached (detached.py)."""
+        """`nursery` (a long-lived node's stack nursery) runs each DHT call detached (detached.py);
+        `traffic` learns how long each took."""
         self._dht = dht
         self._key_pair = key_pair
         self._clock = clock
         self._detached = Detached(nursery)
+        self._traffic = traffic or Traffic()
 
     async def put_group(self, record: GroupRecord, timeout: float = PUT_TIMEOUT) -> None:
         """Store a signed version (`record.signed`) at the closest peers."""
@@ -155,7 +161,8 @@ class Registry:
 
     async def _put(self, key: str, value: bytes, timeout: float) -> None:
         try:
-            await self._detached.run(lambda: self._dht.put_value(key, value), timeout)
+            with self._traffic.timed(NetCall.DHT_PUT):
+                await self._detached.run(lambda: self._dht.put_value(key, value), timeout)
         except ValueError as error:  # py-libp2p: our own store holds a version ours does not succeed
             log.info("put %s: %s", key, error)
         except trio.TooSlowError:
@@ -176,7 +183,7 @@ class Registry:
         store = self._dht.value_store
         store.remove(key.encode())
         value: bytes | None = None
-        with contextlib.suppress(trio.TooSlowError):
+        with contextlib.suppress(trio.TooSlowError), self._traffic.timed(NetCall.DHT_GET):
             value = await self._detached.run(lambda: self._dht.get_value(key), timeout)
         if value is None:
             return None

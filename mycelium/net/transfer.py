@@ -21,7 +21,7 @@ from libp2p.peer.id import ID
 from mycelium.errors import InvalidMessage, TransferError
 from mycelium.net.framing import FrameReader, frame
 from mycelium.net.streams import StreamOpener, StreamOpenError
-from mycelium.net.traffic import Traffic
+from mycelium.net.traffic import NetCall, Traffic
 from mycelium.policy.peers import PeerId
 from mycelium.proto import decode_exact
 from mycelium.proto import mycelium_pb2 as pb
@@ -151,7 +151,7 @@ class TransferService:
         if cached is not None:
             return cached
         failures: list[str] = []
-        with trio.move_on_after(deadline) as scope:
+        with self._traffic.timed(NetCall.TRANSFER), trio.move_on_after(deadline) as scope:
             data = await self._fetch(key, size, holders, failures)
             if data is not None:
                 return data

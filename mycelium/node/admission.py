@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mycelium.net.invites import invite_problem
+from mycelium.net.traffic import Refusal
 from mycelium.policy.admission import Verdict
 from mycelium.policy.messages import JoinAnswer, JoinRequest, JoinStatus
 
@@ -22,6 +23,7 @@ async def answer_join(session: GroupSession, request: JoinRequest) -> JoinAnswer
         services, membership = session.services, session.membership
         now = services.clock()
         if not session.freshness.in_window(request.sent_at, now):
+            services.traffic.refused(Refusal.STALE)
             return JoinAnswer(JoinStatus.REFUSED, reason="request dated outside the freshness window")
         problem = None
         if request.invite:
@@ -51,5 +53,6 @@ async def answer_join(session: GroupSession, request: JoinRequest) -> JoinAnswer
             await session.writer.spread(record)
             return JoinAnswer(JoinStatus.ADMITTED, record_raw=record.signed)
         status = JoinStatus.FULL if verdict is Verdict.FULL else JoinStatus.REFUSED
+        services.traffic.refused(Refusal.JOIN_REFUSED)
         reason = verdict.value + (f": {problem}" if verdict is Verdict.BAD_INVITE else "")
         return JoinAnswer(status, reason=reason)

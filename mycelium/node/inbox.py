@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from mycelium.errors import InvalidMessage
 from mycelium.net.messages import decode_group_message
 from mycelium.net.signing import Signed
+from mycelium.net.traffic import Refusal
 from mycelium.node.splitting import follow_split
 from mycelium.policy.membership import Heard, RecordVerdict
 from mycelium.policy.messages import Announce, Goodbye, Heartbeat, MergeOffer, SplitNotice
@@ -27,6 +28,18 @@ log = logging.getLogger(__name__)
 
 ROUNDS_BUFFERED = 3  # announcements kept for the current round and the next two
 REPORTED = (RecordVerdict.FORGED, RecordVerdict.REFUSED_TAKEOVER, RecordVerdict.FORK)
+REFUSALS: dict[Heard | RecordVerdict, Refusal] = {  # what the metrics count as refused, by reason
+    Heard.NOT_MEMBER: Refusal.NOT_MEMBER,
+    Heard.OTHER_GROUP: Refusal.OTHER_GROUP,
+    Heard.STALE: Refusal.STALE,
+    Heard.REPLAYED: Refusal.REPLAYED,
+    Heard.NOT_LEADER: Refusal.NOT_LEADER,
+    RecordVerdict.STALE: Refusal.OLD_VERSION,
+    RecordVerdict.FORK: Refusal.FORK,
+    RecordVerdict.FORGED: Refusal.FORGED,
+    RecordVerdict.REFUSED_TAKEOVER: Refusal.REFUSED_TAKEOVER,
+    RecordVerdict.OTHER_GROUP: Refusal.OTHER_GROUP,
+}
 
 
 class GroupInbox:
@@ -55,25 +68,32 @@ class GroupInbox:
             message = decode_group_message(signed, now)
         except InvalidMessage as error:
             membership.counts["undecodable"] += 1
+            session.services.traffic.refused(Refusal.UNDECODABLE)
             log.debug("dropped a group message from %s: %s", signed.author.short, error)
             return
+        heard: Heard | RecordVerdict = Heard.TAKEN
         if isinstance(message, GroupRecord):
-            self._on_record(message)
+            heard = self._on_record(message)
         elif isinstance(message, Heartbeat):
-            if membership.on_heartbeat(message, now) is Heard.TAKEN:
+            heard = membership.on_heartbeat(message, now)
+            if heard is Heard.TAKEN:
                 session.services.stack.remember_addrs(message.stamp.author, message.addrs)
         elif isinstance(message, Announce):
-            self._on_announce(message, now)
+            heard = self._on_announce(message, now)
         elif isinstance(message, Goodbye):
-            membership.on_goodbye(message, now)
+            heard = membership.on_goodbye(message, now)
         elif isinstance(message, SplitNotice):
-            if membership.on_split(message, now) is Heard.TAKEN:
+            heard = membership.on_split(message, now)
+            if heard is Heard.TAKEN:
                 follow_split(session, message)
         elif isinstance(message, MergeOffer):
-            membership.on_merge_offer(message, now)
+            heard = membership.on_merge_offer(message, now)
+        refusal = REFUSALS.get(heard)
+        if refusal is not None:
+            session.services.traffic.refused(refusal)
         session.wake()
 
-    def _on_record(self, record: GroupRecord) -> None:
+    def _on_record(self, record: GroupRecord) -> RecordVerdict:
         session = self._session
         membership, services = session.membership, session.services
         before = membership.record
@@ -85,10 +105,12 @@ class GroupInbox:
         if membership.record is not before:
             for member in record.members:
                 services.stack.remember_addrs(member.peer_id, member.addrs)
+        return verdict
 
-    def _on_announce(self, announce: Announce, now: float) -> None:
+    def _on_announce(self, announce: Announce, now: float) -> Heard:
         session = self._session
         number = announce.round
         heard = session.membership.on_announce(announce.stamp, announce.group_id, number, now)
         if heard is Heard.TAKEN and session.round <= number < session.round + ROUNDS_BUFFERED:
             self._announced.setdefault(number, {}).setdefault(announce.stamp.author, announce)
+        return heard

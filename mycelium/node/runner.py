@@ -23,6 +23,7 @@ from mycelium.net.identity import load_or_create_identity
 from mycelium.net.registry import Registry
 from mycelium.net.traffic import Traffic
 from mycelium.net.transfer import BlobStore, TransferService
+from mycelium.node.metrics import NodeMetrics, serve_metrics
 from mycelium.node.tasks import dump_tasks
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ async def _learning_peer(
         config=config,
         key_pair=key_pair,
         stack=stack,
-        registry=Registry(stack.dht, key_pair, nursery=stack.nursery),
+        registry=Registry(stack.dht, key_pair, nursery=stack.nursery, traffic=traffic),
         transfer=transfer,
         traffic=traffic,
         events=events,
@@ -116,8 +117,24 @@ async def run_node(
     """
     check_data_dir(config.data_dir)
     key_pair = load_or_create_identity(config.identity_path)
-    async with open_stack(key_pair, config.net, config.verbose) as stack:
+    with serve_metrics(config.metrics, events) as metrics:  # before the stack: a bad address fails fast
+        await _run_node(config, events, key_pair, metrics, on_start, release)
+
+
+async def _run_node(
+    config: NodeConfig,
+    events: EventLog,
+    key_pair: KeyPair,
+    metrics: NodeMetrics | None,
+    on_start: Callable[[RunningNode], None] | None,
+    release: trio.Event | None,
+) -> None:
+    traffic = Traffic(observer=metrics)
+    async with open_stack(key_pair, config.net, config.verbose, traffic=traffic) as stack:
         events.emit("listening", peer_id=str(stack.peer_id), addrs=stack.listen_addrs())
+        if metrics is not None:
+            metrics.read_when_scraped(traffic, lambda: len(stack.host.get_connected_peers()))
+            events.emit("metrics", url=metrics.url)
         if config.net.bootstrap:
 
             def report(message: str) -> None:
@@ -127,7 +144,6 @@ async def run_node(
             reached = await stack.bootstrap(report)
             events.emit("bootstrapped", peers=reached, routing_table=stack.dht.get_routing_table_size())
         stack.nursery.start_soon(stack.maintain_routing_table)
-        traffic = Traffic()
         transfer = TransferService(stack.host, stack.opener, BlobStore(), traffic)
         node = RunningNode(config, events, stack, traffic)
         if config.learns:

@@ -178,6 +178,8 @@ class GroupSession:
                 addrs=services.addrs(),
                 record_version=self.record.version,
                 record_digest=self.record.digest,
+                bytes_in=services.traffic.bytes_in,
+                bytes_out=services.traffic.bytes_out,
             )
             if services.attack is not None:
                 beat = services.attack.heartbeat(beat)

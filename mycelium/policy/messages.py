@@ -32,6 +32,8 @@ class Heartbeat:
     addrs: tuple[str, ...]
     record_version: int  # the record version the author holds ...
     record_digest: bytes  # ... and its digest
+    bytes_in: int = 0  # payload bytes the author has moved since it started (what observers show)
+    bytes_out: int = 0
 
 
 @dataclass(frozen=True)

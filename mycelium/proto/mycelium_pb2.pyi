@@ -146,7 +146,7 @@ class GroupIndex(_message.Message):
     def __init__(self, task: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[IndexEntry, _Mapping]]] = ..., updated_at: _Optional[float] = ..., expires_at: _Optional[float] = ...) -> None: ...
 
 class MemberHeartbeat(_message.Message):
-    __slots__ = ("group_id", "round", "sent_at", "metrics", "model_hash", "addrs", "seq", "record_version", "record_digest")
+    __slots__ = ("group_id", "round", "sent_at", "metrics", "model_hash", "addrs", "seq", "record_version", "record_digest", "bytes_in", "bytes_out")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +156,8 @@ class MemberHeartbeat(_message.Message):
     SEQ_FIELD_NUMBER: _ClassVar[int]
     RECORD_VERSION_FIELD_NUMBER: _ClassVar[int]
     RECORD_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    BYTES_IN_FIELD_NUMBER: _ClassVar[int]
+    BYTES_OUT_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     round: int
     sent_at: float
@@ -165,7 +167,9 @@ class MemberHeartbeat(_message.Message):
     seq: int
     record_version: int
     record_digest: bytes
-    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., sent_at: _Optional[float] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., model_hash: _Optional[bytes] = ..., addrs: _Optional[_Iterable[str]] = ..., seq: _Optional[int] = ..., record_version: _Optional[int] = ..., record_digest: _Optional[bytes] = ...) -> None: ...
+    bytes_in: int
+    bytes_out: int
+    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., sent_at: _Optional[float] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., model_hash: _Optional[bytes] = ..., addrs: _Optional[_Iterable[str]] = ..., seq: _Optional[int] = ..., record_version: _Optional[int] = ..., record_digest: _Optional[bytes] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ...) -> None: ...
 
 class UpdateAnnounce(_message.Message):
     __slots__ = ("group_id", "round", "samples", "metrics", "content_hash", "size", "codec", "inline_blob", "model_fingerprint", "base_hash", "sent_at", "label_counts", "seq")

@@ -1,4 +1,4 @@
-"""Command line: `mycelium node|groups|mesh|invite` and `mycelium-node` (= `mycelium node`).
+"""Command line: `mycelium node|groups|mesh|watch|invite` and `mycelium-node` (= `mycelium node`).
 
 Every long option can also come from the environment: `--bootstrap-timeout 5` is
 `MYCELIUM_BOOTSTRAP_TIMEOUT=5` (repeatable options take several values separated by spaces).
@@ -13,23 +13,27 @@ from collections.abc import Callable, Sequence
 
 from mycelium import __version__
 from mycelium.errors import ConfigError, MyceliumError
-from mycelium.ui.commands import cmd_groups, cmd_invite, cmd_mesh, cmd_node
+from mycelium.ui.commands import cmd_groups, cmd_invite, cmd_mesh, cmd_node, cmd_watch
+from mycelium.ui.config_file import LayeredParser
 from mycelium.ui.options import DEFAULT_DATA_DIR, add_node_options, apply_environment, positive_float
 
 
 def node_parser(prog: str = "mycelium-node") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """Defaults < --config file < MYCELIUM_* environment < flags, stacked when parsing."""
+    parser = LayeredParser(
         prog=prog, description="Run one Mycelium peer: join the DHT, find or create a group, learn together."
     )
     add_node_options(parser)
-    apply_environment(parser)
     return parser
 
 
 def main_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mycelium", description="Peer-to-peer federated learning groups.")
     parser.add_argument("--version", action="version", version=f"mycelium {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # LayeredParser stacks a parser's options over file and environment only when it has --config (node)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=LayeredParser
+    )
 
     node = commands.add_parser(
         "node", help="run one peer (same as mycelium-node)", description=node_parser().description
@@ -70,6 +74,17 @@ def main_parser() -> argparse.ArgumentParser:
     add_mesh_options(mesh)
     mesh.set_defaults(run=cmd_mesh)
 
+    watch = commands.add_parser(
+        "watch",
+        help="watch a task's network live: in the browser (--web) or in the terminal",
+        description="Run an observer peer (it trains nothing and joins no group) and show the task's "
+        "groups, members, rounds, accuracy, transfers and happenings as they change.",
+    )
+    from mycelium.ui.watch_options import add_watch_options
+
+    add_watch_options(watch)
+    watch.set_defaults(run=cmd_watch)
+
     invite = commands.add_parser(
         "invite",
         help="print an invite to an invite-only group",
@@ -94,14 +109,14 @@ def main_parser() -> argparse.ArgumentParser:
     )
     invite.set_defaults(run=cmd_invite)
 
-    for sub in (node, groups, mesh, invite):
+    for sub in (groups, mesh, watch, invite):  # node: its LayeredParser reads the environment
         apply_environment(sub)
     return parser
 
 
 def _run(parse: Callable[[], argparse.Namespace], command: Callable[[argparse.Namespace], int]) -> int:
-    args = parse()
     try:
+        args = parse()  # a node's config file and environment are read here
         return command(args)
     except ConfigError as error:
         print(f"mycelium: error: {error}", file=sys.stderr)

@@ -20,7 +20,10 @@ def cmd_node(args: argparse.Namespace) -> int:
     from mycelium.events import EventLog
     from mycelium.node.runner import run_until_signalled
 
-    config = build_node_config(args)
+    config = build_node_config(args)  # checked first: --print-config also vets a config file
+    if args.print_config:
+        print(args.effective.to_toml(), end="")
+        return 0
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -98,3 +101,34 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     from mycelium.mesh.launcher import run_mesh_command
 
     return run_mesh_command(args)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import trio
+
+    from mycelium.ui.watch_options import build_watch_settings
+    from mycelium.watch.observer import watch
+    from mycelium.watch.terminal import print_lines, show_in_terminal
+    from mycelium.watch.web import serve_web
+
+    settings = build_watch_settings(args)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.web:
+
+        def announce(url: str) -> None:
+            print(f"mycelium watch: task {settings.task}, explorer at {url}/", flush=True)
+
+        async def web(observer):  # type: ignore[no-untyped-def]
+            await serve_web(observer, args.web, announce)
+
+        serve = [web, print_lines]
+    else:
+        serve = [show_in_terminal]
+    try:
+        trio.run(watch, settings, serve)
+    except BaseExceptionGroup as group:
+        error = _single_error(group)
+        if error is None:
+            raise
+        raise error from None
+    return 0

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mycelium.policy.records import GroupRecord
+from mycelium.ui.tables import print_table
 
 
 def record_json(record: GroupRecord, now: float) -> dict[str, Any]:
@@ -41,8 +42,10 @@ def record_json(record: GroupRecord, now: float) -> dict[str, Any]:
     }
 
 
-def print_groups_table(task: str, records: list[GroupRecord], now: float) -> None:
-    console = Console()
+def print_groups_table(
+    task: str, records: list[GroupRecord], now: float, console: Console | None = None
+) -> None:
+    console = console or Console()
     if not records:
         console.print(f"no groups found for task [bold]{task}[/bold]")
         return
@@ -74,4 +77,4 @@ def print_groups_table(task: str, records: list[GroupRecord], now: float) -> Non
             f"{r.metrics.rounds_per_minute:.1f}",
             f"{now - r.updated_at:.0f} s ago",
         )
-    console.print(table)
+    print_table(console, table)  # whole cells when piped, too

@@ -2,6 +2,7 @@
 
 Every long option can also come from the environment: `--bootstrap-timeout 5` is
 `MYCELIUM_BOOTSTRAP_TIMEOUT=5` (repeatable options take several values separated by spaces).
+The node's options also come from a TOML file (`--config`); `ui/config_file.py` stacks the layers.
 """
 
 from __future__ import annotations
@@ -82,6 +83,18 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
     from mycelium.learn.data import DATASETS
     from mycelium.net.host import DEFAULT_LISTEN
 
+    config = parser.add_argument_group("configuration")
+    config.add_argument(
+        "--config",
+        metavar="FILE",
+        help="take options from this TOML file, keyed by the long option names (bootstrap-timeout = "
+        "5); MYCELIUM_* variables and flags override it (default $MYCELIUM_CONFIG, else none)",
+    )
+    config.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective options as such a file, each marked with where it came from, and exit",
+    )
     _add_network_options(parser, DEFAULT_LISTEN)
     node = parser.add_argument_group("identity and output")
     node.add_argument(
@@ -98,6 +111,12 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
     )
     node.add_argument("--dashboard", action="store_true", help="show a live Rich dashboard")
     node.add_argument("--verbose", action="store_true", help="log libp2p internals too")
+    node.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9100 (port 0 picks "
+        "one: the `metrics` event says which; default off)",
+    )
     node.add_argument("--attack", default="", help=argparse.SUPPRESS)  # tests only: node/attacks.py
 
     group = parser.add_argument_group("groups")
@@ -263,7 +282,8 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_environment(parser: argparse.ArgumentParser) -> None:
-    """Take defaults from MYCELIUM_<OPTION> variables (converted like the option itself)."""
+    """Take defaults from MYCELIUM_<OPTION> variables (converted like the option itself). For the
+    commands other than `node`: the node parser is a LayeredParser (ui/config_file.py)."""
     for action in parser._actions:  # noqa: SLF001 - argparse has no public iterator
         long = next((o for o in action.option_strings if o.startswith("--")), None)
         if long is None or action.dest == "help":
@@ -287,6 +307,7 @@ def build_node_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from mycelium.learn.data import parse_partition, parse_shard
     from mycelium.net.host import DEFAULT_LISTEN, NetConfig, parse_multiaddr
     from mycelium.node.attacks import check_attack
+    from mycelium.node.metrics import parse_metrics_address
     from mycelium.policy.groups import GroupRules
     from mycelium.policy.records import JoinPolicy, check_task_name, is_group_id
     from mycelium.policy.rounds import RoundTiming
@@ -361,5 +382,6 @@ def build_node_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         ),
         trust=None if args.no_trust else TrustRules(),
         verbose=args.verbose,
+        metrics=parse_metrics_address(args.metrics) if args.metrics else None,
         attack=check_attack(args.attack) if args.attack else "",
     )

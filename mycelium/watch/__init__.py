@@ -1,0 +1,1 @@
+"""`mycelium watch`: an observer peer and the live explorer it serves (web page or terminal)."""
