@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE_IMAGE = "docker.io/library/python:3.11-slim"
+BASE_IMAGE = "python:3.11-slim"  # make-base-image.sh tags it fully qualified
 IMAGE = "mycelium:latest"
 TORCH = "torch==2.13.0+cpu"
 PODMAN_COMPOSE = "podman-compose==1.6.0"
@@ -154,7 +154,7 @@ def setup(torch_index: str | None) -> dict[str, Any]:
 
     if run(["podman", "image", "exists", BASE_IMAGE], 60, check=False, quiet=True).returncode != 0:
         started = time.monotonic()
-        run(["sh", "deploy/podman/make-base-image.sh", BASE_IMAGE], 400)
+        run(["sh", "deploy/podman/make-base-image.sh"], 400)
         did["base image"] = f"made by deploy/podman/make-base-image.sh in {time.monotonic() - started:.0f} s"
     else:
         did["base image"] = "present"
