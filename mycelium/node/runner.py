@@ -7,7 +7,9 @@ a bootstrap node) never imports torch.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE = 4.0
+EXIT_DEADLINE = 15.0  # from "finished" or a stop signal to the end of the process, whatever py-libp2p does
 
 
 def check_data_dir(path: Path) -> None:
@@ -162,6 +164,57 @@ async def run_until_signalled(
     """`run_node`, stopped cleanly by SIGINT or SIGTERM; with --hold, released by SIGUSR1; SIGUSR2
     prints every task and what it waits on to stderr (for a node that seems stuck)."""
     release = trio.Event() if config.hold else None
+    deadline = ExitDeadline(events)
+    events.listeners.append(deadline.on_event)  # "finished" comes before the stack closes
+    try:
+        await _run_with_signals(config, events, on_start, release, deadline)
+    finally:
+        deadline.cancel()
+
+
+class ExitDeadline:
+    """Ends the process `EXIT_DEADLINE` seconds after it was asked to stop, if it has not ended.
+
+    py-libp2p 0.8.1 can hold a DHT query inside a shielded cleanup forever (net/detached.py); the
+    stack's nursery then waits for it at shutdown, and a node that has finished (or got SIGTERM)
+    would never exit: seen in a 20-node mesh, two nodes still alive 10 minutes after "finished".
+    A timer thread is outside trio, so it fires whatever the event loop waits on.
+    """
+
+    def __init__(self, events: EventLog, seconds: float = EXIT_DEADLINE) -> None:
+        self._events = events
+        self._seconds = seconds
+        self._timer: threading.Timer | None = None
+
+    def start(self, why: str) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self._seconds, self._force, args=(why,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def on_event(self, event: dict[str, object]) -> None:
+        if event["event"] == "finished":
+            self.start("finished")
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _force(self, why: str) -> None:
+        try:
+            self._events.emit("exit_forced", after_s=self._seconds, stopping_because=why)
+        except Exception:  # noqa: BLE001, S110 - the log may be closed already; exit all the same
+            pass
+        os._exit(0)
+
+
+async def _run_with_signals(
+    config: NodeConfig,
+    events: EventLog,
+    on_start: Callable[[RunningNode], None] | None,
+    release: trio.Event | None,
+    deadline: ExitDeadline,
+) -> None:
     async with trio.open_nursery() as nursery:
 
         async def watch_release() -> None:
@@ -179,6 +232,7 @@ async def run_until_signalled(
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     events.emit("stopping", signal=signal.Signals(signum).name)
+                    deadline.start(signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     return
 
