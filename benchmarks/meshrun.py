@@ -30,8 +30,9 @@ class MeshRun:
         return sum(values) / len(values) if len(values) == len(self.events) else None
 
     def finished_at(self, round_number: int) -> float:
-        """When the last node logged `round_number`."""
-        return max(self.rounds(i)[round_number]["time"] for i in self.events)
+        """When the last node that logged `round_number` did (a node that caught up past it did not)."""
+        times = [self.rounds(i)[round_number]["time"] for i in self.events if round_number in self.rounds(i)]
+        return max(times) if times else float("nan")
 
 
 def run_mesh(out: Path, *args: str, allow_failure: bool = False) -> MeshRun:

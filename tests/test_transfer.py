@@ -32,7 +32,15 @@ def pid(host) -> PeerId:  # type: ignore[no-untyped-def]
 BLOB = os.urandom(5 * transfer.CHUNK_BYTES + 1234)
 
 
-class DiesHalfway(TransferService):
+class PreviousVersion(TransferService):
+    """A node of the previous version: serves only the whole pull (/mycelium/model/1.0.0)."""
+
+    def __init__(self, host, *args):  # type: ignore[no-untyped-def]
+        super().__init__(host, *args)
+        host.remove_stream_handler(transfer.SWARM_PROTOCOL)
+
+
+class DiesHalfway(PreviousVersion):
     """Serves the first half of a blob, then vanishes (resets the stream)."""
 
     async def _serve(self, stream):  # type: ignore[no-untyped-def]
@@ -56,7 +64,7 @@ class DiesHalfway(TransferService):
         raise ConnectionResetError("serving peer died")
 
 
-class Corrupts(TransferService):
+class Corrupts(PreviousVersion):
     """Serves a blob with one flipped byte in a chunk."""
 
     async def _serve(self, stream):  # type: ignore[no-untyped-def]
@@ -120,9 +128,10 @@ def test_a_transfer_cut_halfway_resumes_from_another_holder_at_the_same_offset()
         data = await puller.fetch(key, len(BLOB), [pid(dying_host), pid(honest_host)])
         return data, dying._traffic.bytes_out, honest._traffic.bytes_out
 
-    data, from_dying, from_honest = run([DiesHalfway, TransferService, TransferService], scenario)
+    data, from_dying, from_honest = run([DiesHalfway, PreviousVersion, TransferService], scenario)
     assert data == BLOB
-    assert from_dying > 0 and from_dying + from_honest == len(BLOB), "the second holder served only the rest"
+    # the dying holder may have written a chunk that never arrived before its reset: count what it sent
+    assert from_dying > 0 and from_honest < len(BLOB) <= from_dying + from_honest, "only the rest"
 
 
 def test_a_transfer_cut_halfway_with_no_other_holder_fails_cleanly() -> None:
@@ -145,7 +154,7 @@ def test_a_chunk_with_wrong_content_is_rejected_and_another_holder_is_asked() ->
             await puller.fetch(key, len(BLOB), [pid(bad_host)])
         return await puller.fetch(key, len(BLOB), [pid(bad_host), pid(good_host)])
 
-    assert run([Corrupts, TransferService, TransferService], scenario) == BLOB
+    assert run([Corrupts, PreviousVersion, TransferService], scenario) == BLOB
 
 
 def test_a_holder_that_gets_the_blob_a_moment_later_is_asked_again() -> None:

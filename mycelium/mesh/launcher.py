@@ -31,11 +31,23 @@ from mycelium.ui.tables import print_line
 POLL = 0.25
 STOP_GRACE = 6.0
 ROUND_INTERVAL_PER_NODE = 0.2  # seconds
+MAX_PROCESSES = 64
+MAX_PEERS = 512
 PR_SET_PDEATHSIG = 1
 
 
 def add_mesh_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nodes", type=int, default=10, help="node processes to start (default 10)")
+    parser.add_argument("--nodes", type=int, default=10, help="peers to start (default 10)")
+    parser.add_argument(
+        "--peers-per-process",
+        type=int,
+        default=1,
+        metavar="K",
+        help="run K peers in each OS process (default 1: one process per peer). Each peer keeps its "
+        "own identity, data dir, event log, host, DHT and gossip and reaches the others over loopback "
+        "TCP; a process loads torch and the data set once for its K peers, so 100 peers fit one "
+        "machine. Node 0 always runs alone; --kill-at needs K = 1",
+    )
     parser.add_argument("--rounds", type=int, default=20, help="rounds each node runs (default 20)")
     parser.add_argument("--dataset", choices=("digits", "mnist"), default="digits", help="default digits")
     parser.add_argument(
@@ -116,11 +128,24 @@ def _churn(items: list[str], flag: str) -> list[tuple[int, int]]:
     return sorted(plan)
 
 
+def process_count(nodes: int, per_process: int) -> int:
+    """OS processes for `nodes` peers: node 0 alone (everyone bootstraps from it), the rest K a process."""
+    return 1 + -(-(nodes - 1) // per_process)
+
+
+def batches(first: int, last: int, per_process: int) -> list[range]:
+    """Indices `first`..`last - 1` in runs of `per_process`: one process each."""
+    return [range(start, min(start + per_process, last)) for start in range(first, last, per_process)]
+
+
 @dataclass
 class Child:
+    """One peer; peers of one process share `process` (and its stderr log)."""
+
     index: int
     process: subprocess.Popen[bytes]
     events: Path
+    stderr: Path
     offset: int = 0
     killed: bool = False
     reported: bool = False
@@ -132,14 +157,30 @@ def die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _check_sizes(args: argparse.Namespace) -> None:
+    if args.peers_per_process < 1:
+        raise ConfigError("--peers-per-process must be at least 1")
+    processes = process_count(args.nodes, args.peers_per_process)
+    if not 1 <= args.nodes <= MAX_PEERS or processes > MAX_PROCESSES:
+        raise ConfigError(
+            f"--nodes must be between 1 and {MAX_PROCESSES} (up to {MAX_PEERS} with "
+            f"--peers-per-process: at most {MAX_PROCESSES} processes)"
+        )
+    if args.kill_at and args.peers_per_process > 1:
+        raise ConfigError("--kill-at kills processes: use it with --peers-per-process 1")
+    if args.rounds < 1:
+        raise ConfigError("--rounds must be at least 1")
+
+
 class Mesh:
+    """One `mycelium mesh` run: its children, their churn, the live view and the summary.
+
+    It is long because starting, pacing, churning and stopping the children share their state."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         from mycelium.learn.data import parse_partition
 
-        if not 1 <= args.nodes <= 64:
-            raise ConfigError("--nodes must be between 1 and 64")
-        if args.rounds < 1:
-            raise ConfigError("--rounds must be at least 1")
+        _check_sizes(args)
         self.args = args
         self.partition = parse_partition(args.partition)
         self.kills = _churn(args.kill_at, "--kill-at")
@@ -161,14 +202,10 @@ class Mesh:
 
     # --- children -------------------------------------------------------------------------------
 
-    def _command(self, index: int, bootstrap: str | None, rounds: int, hold: bool) -> list[str]:
+    def _node_args(self, index: int, bootstrap: str | None, rounds: int, hold: bool) -> list[str]:
         args = self.args
         node_dir = self.out / "nodes" / f"node-{index}"
         command = [
-            sys.executable,
-            "-m",
-            "mycelium",
-            "node",
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
             "--data-dir",
@@ -199,25 +236,48 @@ class Mesh:
         return command + list(args.node_arg)
 
     def _start(self, index: int, rounds: int, hold: bool = False) -> Child:
-        node_dir = self.out / "nodes" / f"node-{index}"
-        (node_dir / "data").mkdir(parents=True, exist_ok=True)
-        events = node_dir / "events.jsonl"
-        events.unlink(missing_ok=True)
+        return self._start_process(range(index, index + 1), rounds, hold)[0]
+
+    def _start_process(self, indices: range, rounds: int, hold: bool = False) -> list[Child]:
+        """One OS process for the peers `indices`: `mycelium node` for one, ui/peers.py for more."""
         listening = [c for c in self.children.values() if c.addr and c.process.poll() is None]
-        bootstrap = self.rng.choice(listening).addr if listening else None
-        stderr = (node_dir / "stderr.log").open("wb")
-        process = subprocess.Popen(
-            self._command(index, bootstrap, rounds, hold),
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - only libc prctl, before exec
-        )
-        stderr.close()
-        child = Child(index, process, events)
-        self.children[index] = child
-        self.state.add_node(index, shard=index, rotation=self.partition.rotation_of(index))
-        return child
+        argvs = []
+        for index in indices:
+            node_dir = self.out / "nodes" / f"node-{index}"
+            (node_dir / "data").mkdir(parents=True, exist_ok=True)
+            (node_dir / "events.jsonl").unlink(missing_ok=True)
+            bootstrap = self.rng.choice(listening).addr if listening else None
+            argvs.append(self._node_args(index, bootstrap, rounds, hold))
+        first_dir = self.out / "nodes" / f"node-{indices[0]}"
+        if len(indices) == 1:
+            command = [sys.executable, "-m", "mycelium", "node", *argvs[0]]
+        else:
+            from mycelium.mesh.peers import peer_spec
+
+            spec = first_dir / "peers.json"
+            spec.write_text(peer_spec(argvs))
+            command = [sys.executable, "-m", "mycelium.ui.peers", str(spec)]
+        stderr_path = first_dir / "stderr.log"  # the process's: shared by its peers
+        with stderr_path.open("wb") as stderr:
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only libc prctl, before exec
+            )
+        started = []
+        for index in indices:
+            events = self.out / "nodes" / f"node-{index}" / "events.jsonl"
+            child = Child(index, process, events, stderr_path)
+            self.children[index] = child
+            self.state.add_node(index, shard=index, rotation=self.partition.rotation_of(index))
+            started.append(child)
+        return started
+
+    def _processes(self) -> list[subprocess.Popen[bytes]]:
+        """Every OS process once, however many peers it runs."""
+        return list({id(c.process): c.process for c in self.children.values()}.values())
 
     def _read_events(self) -> None:
         for child in self.children.values():
@@ -249,9 +309,7 @@ class Mesh:
             if (kind == "listening" and child.addr) or (kind == "joined" and node.group):
                 return
             if child.process.poll() is not None:
-                raise ConfigError(
-                    f"node {child.index} exited early; see {child.events.parent / 'stderr.log'}"
-                )
+                raise ConfigError(f"node {child.index} exited early; see {child.stderr}")
             time.sleep(POLL)
         raise ConfigError(f"node {child.index} did not report '{kind}' within {timeout:.0f} s")
 
@@ -266,9 +324,9 @@ class Mesh:
             if live:
                 live.update(self._view())
             time.sleep(POLL)
-        for child in self.children.values():
-            if child.process.poll() is None:
-                child.process.send_signal(signal.SIGUSR1)
+        for process in self._processes():
+            if process.poll() is None:
+                process.send_signal(signal.SIGUSR1)
         self.state.log.append(f"released {len(self.children)} nodes after {time.time() - self.started:.0f} s")
 
     def _apply_churn(self) -> None:
@@ -299,16 +357,17 @@ class Mesh:
     def _stop_all(self) -> None:
         if self.explorer:
             self.explorer.stop()
-        for child in self.children.values():
-            if child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
+        processes = self._processes()
+        for process in processes:  # once each: a second SIGTERM would find trio's handler gone
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
         deadline = time.time() + STOP_GRACE
-        for child in self.children.values():
+        for process in processes:
             try:
-                child.process.wait(max(0.1, deadline - time.time()))
+                process.wait(max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
-                child.process.kill()
-                child.process.wait()
+                process.kill()
+                process.wait()
 
     # --- the run --------------------------------------------------------------------------------
 
@@ -333,8 +392,8 @@ class Mesh:
                 self.state.log.append(f"explorer at {url}")
                 print(f"mycelium mesh: explorer at {url}", file=sys.stderr, flush=True)
             self._wait_for(first, "joined", 120)
-            for index in range(1, self.args.nodes):
-                self._start(index, self.args.rounds, hold=True)
+            for indices in batches(1, self.args.nodes, self.args.peers_per_process):
+                self._start_process(indices, self.args.rounds, hold=True)
                 self._read_events()
             self._release_together(live)
             last_line = 0.0

@@ -34,6 +34,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.address_validation import expand_wildcard_address
 
 from mycelium.errors import BootstrapError, ConfigError, leaf_exceptions
+from mycelium.net import tuning
 from mycelium.net.registry import RecordValidator
 from mycelium.net.streams import StreamOpener
 from mycelium.net.traffic import Traffic
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 MAX_GOSSIP_RPC_BYTES = 1 << 20
 DIAL_TIMEOUT = 5.0
+MAX_INBOUND_KAD_STREAMS = 128
 ADDR_TTL = 600
 DISCONNECT_TIMEOUT = 2.0
 SHUTDOWN_TIMEOUT = 3.0  # after disconnecting: stopping services and listeners
@@ -109,6 +111,7 @@ def _announce_factory(
 
 def build_host(key_pair: KeyPair, announce: Sequence[multiaddr.Multiaddr] = ()) -> IHost:
     """A host that speaks Noise only (no plaintext, secio or TLS) and Yamux only."""
+    tuning.apply()  # Yamux frames that fit one Noise message (net/tuning.py)
     return new_host(
         key_pair=key_pair,
         sec_opt={
@@ -338,6 +341,16 @@ class FloodPublishGossipSub(GossipSub):
         return peers
 
 
+def serve_more_kad_streams(dht: KadDHT) -> None:
+    """Let our DHT server handle `MAX_INBOUND_KAD_STREAMS` streams at once instead of py-libp2p's 12.
+
+    py-libp2p 0.8.1 resets every inbound /ipfs/kad stream past 12 concurrent ones. Our clients
+    (net/kademlia.py) keep a stream per peer open for a second to reuse it, so in a mesh of 30
+    a busy node would refuse lookups; a handler waiting for its next request costs only memory.
+    """
+    dht._inbound_limiter = trio.CapacityLimiter(MAX_INBOUND_KAD_STREAMS)  # noqa: SLF001 - no setting for it
+
+
 def _silence_libp2p_logs(verbose: bool) -> None:
     # py-libp2p logs expected events (every DHT stream end, refused dials) as warnings/errors
     level = logging.DEBUG if verbose else logging.CRITICAL
@@ -360,6 +373,7 @@ async def open_stack(
     _silence_libp2p_logs(verbose)
     host = build_host(key_pair, config.announce)
     dht = KadDHT(host, DHTMode.CLIENT if client else DHTMode.SERVER)
+    serve_more_kad_streams(dht)
     dht.register_validator(NAMESPACE, RecordValidator(traffic=traffic))
     gossipsub = FloodPublishGossipSub(
         protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],

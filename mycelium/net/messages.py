@@ -308,6 +308,7 @@ def decode_group_message(signed: Signed, now: float) -> GroupMessage | GroupReco
             model_fingerprint=check_text(announce.model_fingerprint, "model fingerprint"),
             base_hash=_hash(announce.base_hash, "base hash"),
             label_counts=tuple(announce.label_counts),
+            manifest_hash=_hash(announce.manifest_hash, "manifest hash"),
         )
     if kind == Kind.MEMBER_LEFT:
         left = signed.decode(pb.MemberLeft)
@@ -373,6 +374,7 @@ def announce_to_pb(announce: Announce) -> pb.UpdateAnnounce:
         sent_at=announce.stamp.sent_at,
         seq=announce.stamp.seq,
         label_counts=list(announce.label_counts),
+        manifest_hash=announce.manifest_hash,
     )
 
 

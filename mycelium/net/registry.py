@@ -5,10 +5,11 @@ gets decoded ones back. `RecordValidator` is registered on every node for the `/
 so remote peers reject what `net.messages.decode_value` rejects and keep the version that
 `policy.records.best_record` believes (a node without it would store anything).
 
-Reads go to the network first: py-libp2p's `get_value` answers from the local store when it holds a
-copy, which may be stale. What the network answers replaces the local copy only when it is a valid
-successor of it (`policy.records.believe`), so a forged version can never displace a record this node
-already holds. Every call is bounded in time.
+Puts and gets go over our own lean Kademlia client (net/kademlia.py), which reads from the network
+only: py-libp2p's `get_value` would answer from the local store, which may be stale. What the network
+answers replaces the local copy only when it is a valid successor of it (`policy.records.believe`),
+so a forged version can never displace a record this node already holds. Every call is bounded in
+time.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from libp2p.records.validator import Validator
 
 from mycelium.errors import InvalidMessage
 from mycelium.net.detached import Detached
+from mycelium.net.kademlia import RPC_TIMEOUT, KadClient, OpenStream
 from mycelium.net.messages import decode_group_index, decode_group_record, decode_value, seal_index
+from mycelium.net.streams import StreamOpener
 from mycelium.net.traffic import NetCall, Refusal, Traffic
+from mycelium.policy.peers import PeerId
 from mycelium.policy.records import (
     GroupIndex,
     GroupRecord,
@@ -108,6 +112,9 @@ class Registry:
         self._clock = clock
         self._detached = Detached(nursery)
         self._traffic = traffic or Traffic()
+        self._kad = KadClient(
+            dht.host, dht.routing_table, dht.value_store, dht.validator, _stream_opener(dht, nursery), nursery
+        )
 
     async def put_group(self, record: GroupRecord, timeout: float = PUT_TIMEOUT) -> None:
         """Store a signed version (`record.signed`) at the closest peers."""
@@ -116,23 +123,21 @@ class Registry:
     async def get_group(self, group_id: str, timeout: float = GET_TIMEOUT) -> GroupRecord | None:
         key = group_key(group_id)
         decode = lambda raw: decode_group_record(raw, self._clock(), group_id)  # noqa: E731
-        local_raw, local = self._local(key, decode)
-        network = await self._get_network(key, timeout, decode)
-        if network is not None and believe(local, network, self._clock()):
-            return network
-        if local_raw is not None:
-            self._restore(key, local_raw)
+        local = self._local(key, decode)
+        found = await self._get_network(key, timeout, decode)
+        if found is not None and believe(local, found[1], self._clock()):
+            self._keep(key, found)
+            return found[1]
         return local
 
     async def get_index(self, task: str, timeout: float = GET_TIMEOUT) -> GroupIndex | None:
         key = task_key(task)
         decode = lambda raw: decode_group_index(raw, self._clock(), task)  # noqa: E731
-        local_raw, local = self._local(key, decode)
-        network = await self._get_network(key, timeout, decode)
-        if network is not None and (local is None or network.updated_at >= local.updated_at):
-            return network
-        if local_raw is not None:
-            self._restore(key, local_raw)
+        local = self._local(key, decode)
+        found = await self._get_network(key, timeout, decode)
+        if found is not None and (local is None or found[1].updated_at >= local.updated_at):
+            self._keep(key, found)
+            return found[1]
         return local
 
     async def advertise(self, task: str, group_ids: list[str], ttl: float = INDEX_TTL) -> None:
@@ -162,37 +167,45 @@ class Registry:
     async def _put(self, key: str, value: bytes, timeout: float) -> None:
         try:
             with self._traffic.timed(NetCall.DHT_PUT):
-                await self._detached.run(lambda: self._dht.put_value(key, value), timeout)
+                await self._detached.run(lambda: self._kad.put(key, value), timeout)
         except ValueError as error:  # py-libp2p: our own store holds a version ours does not succeed
             log.info("put %s: %s", key, error)
         except trio.TooSlowError:
             log.info("put %s: not all replicas answered within %.0f s", key, timeout)
 
-    def _local(self, key: str, decode: Callable[[bytes], T]) -> tuple[bytes | None, T | None]:
-        """Our own copy, as stored and decoded (None when absent, expired or invalid)."""
+    def _local(self, key: str, decode: Callable[[bytes], T]) -> T | None:
+        """Our own copy, decoded (None when absent, expired or invalid)."""
         stored = self._dht.value_store.get(key.encode())
         if stored is None:
-            return None, None
+            return None
         try:
-            return stored.value, decode(stored.value)
+            return decode(stored.value)
         except InvalidMessage:
-            return stored.value, None
+            return None
 
-    async def _get_network(self, key: str, timeout: float, decode: Callable[[bytes], T]) -> T | None:
-        """Ask the network even when a local copy exists (py-libp2p would answer from it)."""
-        store = self._dht.value_store
-        store.remove(key.encode())
+    async def _get_network(
+        self, key: str, timeout: float, decode: Callable[[bytes], T]
+    ) -> tuple[bytes, T] | None:
+        """The network's newest version, as sent and decoded (our own copy is never asked)."""
         value: bytes | None = None
         with contextlib.suppress(trio.TooSlowError), self._traffic.timed(NetCall.DHT_GET):
-            value = await self._detached.run(lambda: self._dht.get_value(key), timeout)
+            value = await self._detached.run(lambda: self._kad.get(key), timeout)
         if value is None:
             return None
         try:
-            return decode(value)
+            return value, decode(value)
         except InvalidMessage as error:
             log.debug("%s: %s", key, error)
             return None
 
-    def _restore(self, key: str, value: bytes) -> None:
-        """Put our own copy back after a network read that did not succeed it."""
-        self._dht.value_store.put(key.encode(), value)
+    def _keep(self, key: str, found: tuple[bytes, object]) -> None:
+        """Keep the network's version as our own copy (it succeeded ours)."""
+        self._dht.value_store.put(key.encode(), found[0])
+
+
+def _stream_opener(dht: KadDHT, nursery: trio.Nursery | None) -> OpenStream:
+    """Streams through a StreamOpener in a long-lived node (streams.py), directly in short tools."""
+    if nursery is None:
+        return dht.host.new_stream
+    opener = StreamOpener(dht.host, nursery)
+    return lambda peer, protocols: opener.open(PeerId(peer.to_bytes()), protocols, RPC_TIMEOUT)

@@ -119,6 +119,7 @@ async def run_round(
     own = tensor_codec.decode(blob, learner.fingerprint, learner.shapes)
     labels = tuple(int(c) for c in learner.label_counts())
     contributions = {services.peer_id: Contribution(services.peer_id, own, samples, start.base_hash, labels)}
+    inline = len(blob) <= config.learn.inline_limit
     announce = Announce(
         stamp=services.stamp(),
         group_id=view.group_id,
@@ -129,10 +130,11 @@ async def run_round(
         content_hash=key,
         size=len(blob),
         codec=codec.wire,
-        inline_blob=blob if len(blob) <= config.learn.inline_limit else b"",
+        inline_blob=blob if inline else b"",
         model_fingerprint=learner.fingerprint,
         base_hash=start.base_hash,
         label_counts=labels,
+        manifest_hash=b"" if inline else services.transfer.manifest_hash(key),
     )
     await view.publish(services.seal(announce))
     announced_at = services.clock()
@@ -304,7 +306,13 @@ async def _receive_update(services: Services, view: GroupView, announce: Announc
         author = announce.stamp.author
         holders = [author] + [p for p in in_peer_order(view.live()) if p not in (author, services.peer_id)]
         ceiling = services.config.timing.rounds.ceiling
-        blob = await services.transfer.fetch(announce.content_hash, announce.size, holders, deadline=ceiling)
+        blob = await services.transfer.fetch(
+            announce.content_hash,
+            announce.size,
+            holders,
+            deadline=ceiling,
+            manifest_hash=announce.manifest_hash or None,
+        )
     return tensor_codec.decode(blob, learner.fingerprint, learner.shapes)
 
 

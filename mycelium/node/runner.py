@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -163,11 +163,26 @@ async def run_until_signalled(
 ) -> None:
     """`run_node`, stopped cleanly by SIGINT or SIGTERM; with --hold, released by SIGUSR1; SIGUSR2
     prints every task and what it waits on to stderr (for a node that seems stuck)."""
-    release = trio.Event() if config.hold else None
-    deadline = ExitDeadline(events)
-    events.listeners.append(deadline.on_event)  # "finished" comes before the stack closes
+    await run_peers_until_signalled([(config, events)], on_start, isolate=False)
+
+
+async def run_peers_until_signalled(
+    peers: Sequence[tuple[NodeConfig, EventLog]],
+    on_start: Callable[[RunningNode], None] | None = None,
+    isolate: bool = True,
+) -> list[int]:
+    """Several peers in this one process (`mycelium mesh --peers-per-process`), each with its own
+    identity, data dir, stack and event log; the process's signals reach every one of them.
+
+    `isolate`: a peer that fails is logged and left out (its index is returned) while the others
+    carry on, as its own process would have died alone. The exit deadline starts once every peer
+    has finished, or at a stop signal.
+    """
+    deadline = ExitDeadline([events for _, events in peers], expected=len(peers))
+    for _, events in peers:
+        events.listeners.append(deadline.on_event)  # "finished" comes before the stack closes
     try:
-        await _run_with_signals(config, events, on_start, release, deadline)
+        return await _run_with_signals(peers, on_start, deadline, isolate)
     finally:
         deadline.cancel()
 
@@ -178,12 +193,18 @@ class ExitDeadline:
     py-libp2p 0.8.1 can hold a DHT query inside a shielded cleanup forever (net/detached.py); the
     stack's nursery then waits for it at shutdown, and a node that has finished (or got SIGTERM)
     would never exit: seen in a 20-node mesh, two nodes still alive 10 minutes after "finished".
-    A timer thread is outside trio, so it fires whatever the event loop waits on.
+    A timer thread is outside trio, so it fires whatever the event loop waits on. With several
+    peers in the process it waits for `expected` "finished" events: a peer done early must not end
+    the others.
     """
 
-    def __init__(self, events: EventLog, seconds: float = EXIT_DEADLINE) -> None:
-        self._events = events
+    def __init__(
+        self, events: EventLog | Sequence[EventLog], seconds: float = EXIT_DEADLINE, expected: int = 1
+    ) -> None:
+        self._events = [events] if isinstance(events, EventLog) else list(events)
         self._seconds = seconds
+        self._expected = expected
+        self._finished = 0
         self._timer: threading.Timer | None = None
 
     def start(self, why: str) -> None:
@@ -194,6 +215,12 @@ class ExitDeadline:
 
     def on_event(self, event: dict[str, object]) -> None:
         if event["event"] == "finished":
+            self.peer_done()
+
+    def peer_done(self) -> None:
+        """A peer finished or failed; the deadline starts with the last one."""
+        self._finished += 1
+        if self._finished >= self._expected:
             self.start("finished")
 
     def cancel(self) -> None:
@@ -201,27 +228,31 @@ class ExitDeadline:
             self._timer.cancel()
 
     def _force(self, why: str) -> None:
-        try:
-            self._events.emit("exit_forced", after_s=self._seconds, stopping_because=why)
-        except Exception:  # noqa: BLE001, S110 - the log may be closed already; exit all the same
-            pass
+        for events in self._events:
+            try:
+                events.emit("exit_forced", after_s=self._seconds, stopping_because=why)
+            except Exception:  # noqa: BLE001, S110 - the log may be closed already; exit all the same
+                pass
         os._exit(0)
 
 
 async def _run_with_signals(
-    config: NodeConfig,
-    events: EventLog,
+    peers: Sequence[tuple[NodeConfig, EventLog]],
     on_start: Callable[[RunningNode], None] | None,
-    release: trio.Event | None,
     deadline: ExitDeadline,
-) -> None:
+    isolate: bool,
+) -> list[int]:
+    releases = [trio.Event() if config.hold else None for config, _ in peers]
+    failed: list[int] = []
     async with trio.open_nursery() as nursery:
+        running = len(peers)
 
         async def watch_release() -> None:
             with trio.open_signal_receiver(signal.SIGUSR1) as signals:
                 async for _ in signals:
-                    if release is not None:
-                        release.set()
+                    for release in releases:
+                        if release is not None:
+                            release.set()
 
         async def watch_dump_requests() -> None:
             with trio.open_signal_receiver(signal.SIGUSR2) as signals:
@@ -231,17 +262,30 @@ async def _run_with_signals(
         async def watch_signals() -> None:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
-                    events.emit("stopping", signal=signal.Signals(signum).name)
+                    for _, events in peers:
+                        events.emit("stopping", signal=signal.Signals(signum).name)
                     deadline.start(signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     return
 
-        async def node() -> None:
-            await run_node(config, events, on_start, release)
-            nursery.cancel_scope.cancel()
+        async def node(index: int, config: NodeConfig, events: EventLog, release: trio.Event | None) -> None:
+            nonlocal running
+            try:
+                await run_node(config, events, on_start, release)
+            except Exception:
+                if not isolate:
+                    raise
+                log.exception("peer %d (%s) failed; the others carry on", index, config.data_dir)
+                failed.append(index)
+                deadline.peer_done()
+            running -= 1
+            if running == 0:
+                nursery.cancel_scope.cancel()
 
         nursery.start_soon(watch_signals)
         nursery.start_soon(watch_dump_requests)
-        if release is not None:
+        if any(release is not None for release in releases):
             nursery.start_soon(watch_release)
-        nursery.start_soon(node)
+        for index, ((config, events), release) in enumerate(zip(peers, releases, strict=True)):
+            nursery.start_soon(node, index, config, events, release)
+    return failed

@@ -53,6 +53,7 @@ class Announce:
     model_fingerprint: str
     base_hash: bytes
     label_counts: tuple[int, ...]
+    manifest_hash: bytes = b""  # of the update's chunk manifest (policy/chunks.py); b"": none sent
 
 
 @dataclass(frozen=True)

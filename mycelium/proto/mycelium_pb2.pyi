@@ -172,7 +172,7 @@ class MemberHeartbeat(_message.Message):
     def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., sent_at: _Optional[float] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., model_hash: _Optional[bytes] = ..., addrs: _Optional[_Iterable[str]] = ..., seq: _Optional[int] = ..., record_version: _Optional[int] = ..., record_digest: _Optional[bytes] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ...) -> None: ...
 
 class UpdateAnnounce(_message.Message):
-    __slots__ = ("group_id", "round", "samples", "metrics", "content_hash", "size", "codec", "inline_blob", "model_fingerprint", "base_hash", "sent_at", "label_counts", "seq")
+    __slots__ = ("group_id", "round", "samples", "metrics", "content_hash", "size", "codec", "inline_blob", "model_fingerprint", "base_hash", "sent_at", "label_counts", "seq", "manifest_hash")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +186,7 @@ class UpdateAnnounce(_message.Message):
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
     LABEL_COUNTS_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_HASH_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     round: int
     samples: int
@@ -199,7 +200,8 @@ class UpdateAnnounce(_message.Message):
     sent_at: float
     label_counts: _containers.RepeatedScalarFieldContainer[int]
     seq: int
-    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., samples: _Optional[int] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., content_hash: _Optional[bytes] = ..., size: _Optional[int] = ..., codec: _Optional[_Union[Codec, str]] = ..., inline_blob: _Optional[bytes] = ..., model_fingerprint: _Optional[str] = ..., base_hash: _Optional[bytes] = ..., sent_at: _Optional[float] = ..., label_counts: _Optional[_Iterable[int]] = ..., seq: _Optional[int] = ...) -> None: ...
+    manifest_hash: bytes
+    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., samples: _Optional[int] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., content_hash: _Optional[bytes] = ..., size: _Optional[int] = ..., codec: _Optional[_Union[Codec, str]] = ..., inline_blob: _Optional[bytes] = ..., model_fingerprint: _Optional[str] = ..., base_hash: _Optional[bytes] = ..., sent_at: _Optional[float] = ..., label_counts: _Optional[_Iterable[int]] = ..., seq: _Optional[int] = ..., manifest_hash: _Optional[bytes] = ...) -> None: ...
 
 class GroupSplit(_message.Message):
     __slots__ = ("group_id", "round", "stay", "leave", "new_group_id", "new_creator", "nonce", "separation", "sent_at", "seq")
@@ -314,6 +316,42 @@ class ModelChunk(_message.Message):
     offset: int
     data: bytes
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class SwarmRequest(_message.Message):
+    __slots__ = ("content_hash", "want_manifest", "chunks")
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    WANT_MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    content_hash: bytes
+    want_manifest: bool
+    chunks: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, content_hash: _Optional[bytes] = ..., want_manifest: _Optional[bool] = ..., chunks: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class SwarmResponse(_message.Message):
+    __slots__ = ("status", "total_size", "chunk_size", "chunk_hashes", "have", "error")
+    class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OK: _ClassVar[SwarmResponse.Status]
+        NOT_FOUND: _ClassVar[SwarmResponse.Status]
+        BAD_REQUEST: _ClassVar[SwarmResponse.Status]
+        BUSY: _ClassVar[SwarmResponse.Status]
+    OK: SwarmResponse.Status
+    NOT_FOUND: SwarmResponse.Status
+    BAD_REQUEST: SwarmResponse.Status
+    BUSY: SwarmResponse.Status
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_HASHES_FIELD_NUMBER: _ClassVar[int]
+    HAVE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    status: SwarmResponse.Status
+    total_size: int
+    chunk_size: int
+    chunk_hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    have: bytes
+    error: str
+    def __init__(self, status: _Optional[_Union[SwarmResponse.Status, str]] = ..., total_size: _Optional[int] = ..., chunk_size: _Optional[int] = ..., chunk_hashes: _Optional[_Iterable[bytes]] = ..., have: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
     __slots__ = ("group_id", "model_fingerprint", "invite", "addrs", "sent_at")

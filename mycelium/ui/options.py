@@ -242,7 +242,7 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
         default=64 * 1024,
         metavar="BYTES",
         help="updates up to this size ride inside the gossip announcement; larger ones are pulled "
-        "over /mycelium/model/1.0.0 (default 65536)",
+        "over /mycelium/model/1.1.0 (default 65536)",
     )
     learn.add_argument(
         "--torch-threads", type=positive_int, default=1, help="torch intra-op threads (default 1)"

@@ -1,0 +1,74 @@
+"""One process, several mesh peers: `python -m mycelium.ui.peers SPEC.json`.
+
+`mycelium mesh --peers-per-process K` starts this instead of K `mycelium node` processes. SPEC.json
+is `{"peers": [[node argument, ...], ...]}`: each list is exactly what the launcher would have given
+`mycelium node`, so each peer keeps its own identity, data dir, event log, host, DHT and gossip, and
+talks to every other peer (in this process or not) over loopback TCP. What the peers share is what
+a process owns: torch and its threads, the data set loaded once, the logging set-up, the signals
+(SIGUSR1 releases every peer held at --hold, SIGTERM stops them all) and the exit deadline, which
+starts once every peer has finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mycelium.errors import ConfigError, MyceliumError
+from mycelium.mesh.peers import read_spec
+
+
+def run_peers(argvs: Sequence[Sequence[str]]) -> int:
+    import trio
+
+    from mycelium.events import EventLog
+    from mycelium.node.runner import run_peers_until_signalled
+    from mycelium.ui.cli import node_parser
+    from mycelium.ui.options import build_node_config
+
+    parser = node_parser()
+    configs = []
+    for argv in argvs:
+        args = parser.parse_args(list(argv))
+        if not args.events:
+            raise ConfigError("every peer of a shared process needs its own --events file")
+        configs.append((build_node_config(args), args.events))
+    verbose = any(config.verbose for config, _ in configs)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    peers = [(config, EventLog(events)) for config, events in configs]
+    try:
+        failed = trio.run(run_peers_until_signalled, peers)
+    finally:
+        for _, events in peers:
+            events.close()
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if len(arguments) != 1:
+        print("usage: python -m mycelium.ui.peers SPEC.json", file=sys.stderr)
+        return 2
+    try:
+        return run_peers(read_spec(Path(arguments[0]).read_text()))
+    except OSError as error:
+        print(f"mycelium: error: cannot read {arguments[0]}: {error.strerror}", file=sys.stderr)
+        return 2
+    except ConfigError as error:
+        print(f"mycelium: error: {error}", file=sys.stderr)
+        return 2
+    except MyceliumError as error:
+        print(f"mycelium: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

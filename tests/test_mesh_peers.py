@@ -1,0 +1,112 @@
+"""`mycelium mesh --peers-per-process K`: several real peers in one OS process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mycelium.errors import ConfigError
+from mycelium.mesh.launcher import Mesh, batches, process_count
+from mycelium.mesh.peers import peer_spec, read_spec
+from mycelium.node.runner import ExitDeadline
+from mycelium.ui.cli import main_parser
+
+
+@pytest.mark.parametrize(
+    ("nodes", "per_process", "processes"),
+    [(1, 1, 1), (1, 10, 1), (4, 1, 4), (4, 2, 3), (30, 10, 4), (100, 10, 11), (100, 25, 5), (100, 99, 2)],
+)
+def test_node_0_runs_alone_and_the_rest_k_a_process(nodes: int, per_process: int, processes: int) -> None:
+    assert process_count(nodes, per_process) == processes
+    assert len(batches(1, nodes, per_process)) + 1 == processes
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "per_process", "expected"),
+    [(1, 4, 2, [[1, 2], [3]]), (1, 2, 5, [[1]]), (1, 1, 3, []), (3, 9, 3, [[3, 4, 5], [6, 7, 8]])],
+)
+def test_batches_cover_every_index_once_in_order(
+    first: int, last: int, per_process: int, expected: list[list[int]]
+) -> None:
+    assert [list(batch) for batch in batches(first, last, per_process)] == expected
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--nodes", "65"], "between 1 and 64"),
+        (["--nodes", "100", "--peers-per-process", "1"], "between 1 and 64"),
+        (["--nodes", "600", "--peers-per-process", "20"], "up to 512"),
+        (["--nodes", "10", "--peers-per-process", "0"], "at least 1"),
+        (["--nodes", "10", "--peers-per-process", "2", "--kill-at", "3:1"], "--kill-at kills processes"),
+    ],
+)
+def test_mesh_refuses_what_it_cannot_run(tmp_path: Path, flags: list[str], message: str) -> None:
+    args = main_parser().parse_args(["mesh", "--out", str(tmp_path), *flags])
+    with pytest.raises(ConfigError, match=message):
+        Mesh(args)
+
+
+def test_a_hundred_peers_ten_a_process_are_accepted(tmp_path: Path) -> None:
+    args = main_parser().parse_args(
+        ["mesh", "--out", str(tmp_path), "--nodes", "100", "--peers-per-process", "10"]
+    )
+    assert Mesh(args).total == 100
+
+
+def test_a_peer_spec_reads_back_as_written() -> None:
+    argvs = [["--data-dir", "a", "--events", "a.jsonl"], ["--data-dir", "b", "--events", "b.jsonl"]]
+    assert read_spec(peer_spec(argvs)) == argvs
+
+
+@pytest.mark.parametrize("text", ["", "[]", '{"peers": []}', '{"peers": "x"}', '{"peers": [1]}', '{"x": 1}'])
+def test_a_bad_peer_spec_is_one_clear_error(text: str) -> None:
+    with pytest.raises(ConfigError, match="peers spec"):
+        read_spec(text)
+
+
+class NoEvents:
+    def emit(self, event: str, **fields: object) -> None:
+        pass
+
+
+def test_the_exit_deadline_of_a_shared_process_waits_for_its_last_peer() -> None:
+    deadline = ExitDeadline([NoEvents(), NoEvents()], seconds=60.0, expected=2)  # type: ignore[list-item]
+    deadline.on_event({"event": "finished"})
+    assert deadline._timer is None  # one peer done: the other is still learning
+    deadline.on_event({"event": "round"})
+    assert deadline._timer is None
+    deadline.on_event({"event": "finished"})
+    assert deadline._timer is not None
+    deadline.cancel()
+
+
+def test_four_peers_two_a_process_each_train_and_log_their_own_events(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "mycelium", "mesh", "--nodes", "4", "--peers-per-process", "2"]
+    result = subprocess.run(
+        [*command, "--rounds", "3", "--out", str(out), "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["outcome"] == "finished"
+    assert len({n["peer_id"] for n in summary["nodes"]}) == 4
+    for node in summary["nodes"]:
+        assert node["rounds"] >= 3 and node["status"] == "finished" and node["exit_code"] == 0
+    shared = read_spec((out / "nodes" / "node-1" / "peers.json").read_text())  # nodes 1 and 2: one process
+    assert [argv[argv.index("--data-dir") + 1] for argv in shared] == [
+        str(out / "nodes" / f"node-{i}" / "data") for i in (1, 2)
+    ]
+    for index in range(4):
+        lines = (out / "nodes" / f"node-{index}" / "events.jsonl").read_text().splitlines()
+        events = [json.loads(line) for line in lines]
+        listening = [e for e in events if e["event"] == "listening"]
+        assert len(listening) == 1  # one peer's events only, in its own file
+        assert listening[0]["peer_id"] == summary["nodes"][index]["peer_id"]
+        assert len([e for e in events if e["event"] == "round"]) >= 3
+        assert [e["event"] for e in events].count("finished") == 1
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
