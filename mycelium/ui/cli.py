@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from mycelium import __version__
 from mycelium.errors import ConfigError, MyceliumError
 from mycelium.ui.commands import cmd_groups, cmd_invite, cmd_mesh, cmd_node, cmd_watch
 from mycelium.ui.config_file import LayeredParser
 from mycelium.ui.options import DEFAULT_DATA_DIR, add_node_options, apply_environment, positive_float
+
+T = TypeVar("T")
 
 
 def node_parser(prog: str = "mycelium-node") -> argparse.ArgumentParser:
@@ -114,7 +117,8 @@ def main_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(parse: Callable[[], argparse.Namespace], command: Callable[[argparse.Namespace], int]) -> int:
+def run_command(parse: Callable[[], T], command: Callable[[T], int]) -> int:
+    """`command(parse())`, with our errors as one line on stderr and the exit codes of the CLI."""
     try:
         args = parse()  # a node's config file and environment are read here
         return command(args)
@@ -130,12 +134,12 @@ def _run(parse: Callable[[], argparse.Namespace], command: Callable[[argparse.Na
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = main_parser()
-    return _run(lambda: parser.parse_args(argv), lambda args: args.run(args))
+    return run_command(lambda: parser.parse_args(argv), lambda args: args.run(args))
 
 
 def node_main(argv: Sequence[str] | None = None) -> int:
     parser = node_parser()
-    return _run(lambda: parser.parse_args(argv), cmd_node)
+    return run_command(lambda: parser.parse_args(argv), cmd_node)
 
 
 if __name__ == "__main__":

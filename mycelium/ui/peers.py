@@ -16,8 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mycelium.errors import ConfigError, MyceliumError
+from mycelium.errors import ConfigError
 from mycelium.mesh.peers import read_spec
+from mycelium.ui.cli import run_command
 
 
 def run_peers(argvs: Sequence[Sequence[str]]) -> int:
@@ -55,19 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(arguments) != 1:
         print("usage: python -m mycelium.ui.peers SPEC.json", file=sys.stderr)
         return 2
+    return run_command(lambda: _read(arguments[0]), run_peers)
+
+
+def _read(path: str) -> list[list[str]]:
     try:
-        return run_peers(read_spec(Path(arguments[0]).read_text()))
+        return read_spec(Path(path).read_text())
     except OSError as error:
-        print(f"mycelium: error: cannot read {arguments[0]}: {error.strerror}", file=sys.stderr)
-        return 2
-    except ConfigError as error:
-        print(f"mycelium: error: {error}", file=sys.stderr)
-        return 2
-    except MyceliumError as error:
-        print(f"mycelium: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
 
 
 if __name__ == "__main__":
