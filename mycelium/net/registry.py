@@ -168,7 +168,7 @@ class Registry:
         try:
             with self._traffic.timed(NetCall.DHT_PUT):
                 await self._detached.run(lambda: self._kad.put(key, value), timeout)
-        except ValueError as error:  # py-libp2p: our own store holds a version ours does not succeed
+        except ValueError as error:  # our own store holds a version this one does not succeed
             log.info("put %s: %s", key, error)
         except trio.TooSlowError:
             log.info("put %s: not all replicas answered within %.0f s", key, timeout)
