@@ -27,11 +27,13 @@ class TransferError(MyceliumError):
 
 class JoinRefused(MyceliumError):
     """A group did not admit us; the message says why. `final`: asking again will not help (full,
-    refused, wrong model, invite problems), as opposed to a member that could not be reached."""
+    refused, wrong model, invite problems), as opposed to a member that could not be reached;
+    `full`: the group had no room."""
 
-    def __init__(self, message: str, final: bool = False) -> None:
+    def __init__(self, message: str, final: bool = False, full: bool = False) -> None:
         super().__init__(message)
-        self.final = final
+        self.final = final or full
+        self.full = full
 
 
 def leaf_exceptions(error: BaseException) -> list[BaseException]:

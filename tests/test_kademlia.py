@@ -172,3 +172,19 @@ def test_our_dht_server_answers_more_concurrent_streams_than_py_libp2ps_12() -> 
             return answered
 
     assert trio.run(scenario) == 20
+
+
+def test_a_refresh_finds_every_peer_of_a_chain_that_knows_only_its_neighbour() -> None:
+    async def scenario() -> tuple[int, int]:
+        async with trio.open_nursery() as nursery:
+            chain: list[Stack] = []
+            for _ in range(6):  # each knows only the one started before it
+                chain.append(await _join(chain[-1:], nursery))
+            last = chain[-1]
+            before = last.dht.get_routing_table_size()
+            await last.fill_routing_table()
+            after = last.dht.get_routing_table_size()
+            nursery.cancel_scope.cancel()
+            return before, after
+
+    assert trio.run(scenario) == (1, 5)

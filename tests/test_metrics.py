@@ -378,6 +378,7 @@ def test_the_cli_refuses_a_port_in_use_in_one_line(tmp_path) -> None:  # type: i
 
 def test_a_learning_nodes_endpoint_shows_live_values(spawn) -> None:  # type: ignore[no-untyped-def]
     common = ["--metrics", "127.0.0.1:0", "--min-members", "2", "--partition", "iid", "--local-epochs", "1"]
+    common += ["--inline-limit", "0"]  # updates over the stream protocol (a new group's model is known)
     first = spawn("learner0", "--shard", "0/2", *common)
     second = spawn("learner1", "--shard", "1/2", "--bootstrap", first.addr, *common)
     urls = [node.wait_for("metrics", timeout=60)["url"] for node in (first, second)]
@@ -404,7 +405,7 @@ def test_a_learning_nodes_endpoint_shows_live_values(spawn) -> None:  # type: ig
         assert {dict(labels)["reason"] for n, labels in samples if n == "mycelium_rejected_total"} == {
             r.value for r in Refusal
         }
-    # the joiner pulled the group's model over the stream protocol
+    # the members pulled each other's updates over the stream protocol
     assert sum(s[("mycelium_transfer_duration_seconds_count", ())] for s in scraped) > 0
     for node in (first, second):
         assert node.stop() == 0

@@ -18,6 +18,7 @@ from mycelium.policy.groups import (
     Memory,
     MigrationState,
     choose_group,
+    create_now,
     is_credible,
     migration_step,
     paired_edge,
@@ -381,6 +382,15 @@ def test_a_node_alone_joins_a_credible_group_however_well_its_own_model_scores_o
     )
 
 
+def test_a_node_alone_moves_into_a_bigger_group_at_its_first_check_but_not_within_the_cooldown() -> None:
+    alone, group = cand("z", 0.40, members=1), cand("y", 0.40, members=6)
+    assert migration_step(MigrationState(), 3, alone, [group], GroupRules()).move_to == "y"
+    just_moved = MigrationState(last_move_round=1)
+    assert migration_step(just_moved, 3, alone, [group], GroupRules()).move_to is None
+    pair = cand("x", 0.40, members=2)  # not alone: patience as usual
+    assert migration_step(MigrationState(), 3, pair, [group], GroupRules()).move_to is None
+
+
 def test_two_nodes_alone_merge_one_way_only() -> None:
     a, b = cand("a", 0.9, members=1), cand("b", 0.9, members=1)
     rules = GroupRules()
@@ -600,3 +610,22 @@ def test_a_group_of_five_is_read_at_its_bipartition_only() -> None:
     cuts = linkage_cuts(similarity)
     assert structure(similarity, cuts, finest_cut=4) == (*cut_statistics(similarity, cuts[2]), 2)
     assert cut_statistics(similarity, cuts[3])[0] > cut_statistics(similarity, cuts[2])[0]
+
+
+@pytest.mark.parametrize(
+    ("attempt", "crowded", "draw", "creates"),
+    [
+        (0, False, 0.0, False),  # alone: one more look first
+        (1, False, 0.99, True),
+        (0, True, 0.05, True),  # a crowd: about one in `capacity` creates at once
+        (0, True, 0.15, False),
+        (1, True, 0.15, True),  # ... more at every look
+        (3, True, 0.79, True),
+        (3, True, 0.81, False),
+        (4, True, 0.99, True),  # the last look creates anyway
+    ],
+)
+def test_in_a_crowd_few_nodes_create_a_group_at_once(
+    attempt: int, crowded: bool, draw: float, creates: bool
+) -> None:
+    assert create_now(attempt, crowded, capacity=10, draw=draw) is creates

@@ -24,7 +24,7 @@ from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
-from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -35,6 +35,7 @@ from libp2p.utils.address_validation import expand_wildcard_address
 
 from mycelium.errors import BootstrapError, ConfigError, leaf_exceptions
 from mycelium.net import tuning
+from mycelium.net.kademlia import client_for
 from mycelium.net.registry import RecordValidator
 from mycelium.net.streams import StreamOpener
 from mycelium.net.traffic import Traffic
@@ -48,6 +49,8 @@ MAX_GOSSIP_RPC_BYTES = 1 << 20
 DIAL_TIMEOUT = 5.0
 MAX_INBOUND_KAD_STREAMS = 128
 ADDR_TTL = 600
+RANDOM_REFRESH_KEYS = 2
+REFRESH_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 2.0
 SHUTDOWN_TIMEOUT = 3.0  # after disconnecting: stopping services and listeners
 
@@ -159,6 +162,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.opener = StreamOpener(self.host, self.nursery)  # every stream we open goes through it
+        self.kad = client_for(self.dht, self.nursery)  # the routing table's upkeep
 
     @property
     def peer_id(self) -> PeerId:
@@ -272,21 +276,20 @@ class Stack:
         """Add every connected peer to the routing table and look up our neighbourhood.
 
         py-libp2p does not add connected peers to the table by itself, and multi-process DHT
-        operations are slow until tables are full (see README, measured figures).
+        operations are slow until tables are full (see README, measured figures). The lookups are
+        our own (net/kademlia.py KadClient.refresh): our id and `RANDOM_REFRESH_KEYS` random keys.
         """
         for peer in self.connected_peers():
             try:
-                await self.dht.add_peer(peer)
+                await self.dht.add_peer(ID(peer.raw))
             except Exception as error:  # noqa: BLE001 - a peer that vanished meanwhile
                 log.debug("add_peer %s: %s", peer, error)
-        with trio.move_on_after(20):
-            await self.dht.refresh_routing_table()
+        keys = [self.host.get_id().to_bytes()] + [random.randbytes(32) for _ in range(RANDOM_REFRESH_KEYS)]
+        with trio.move_on_after(REFRESH_TIMEOUT):
+            await self.kad.refresh(keys)
 
     async def maintain_routing_table(self) -> None:
-        """Refill the routing table twice while the network forms, then every two minutes.
-
-        Each refresh costs 0.3-1.3 s of CPU at 10 processes (see README), so not more often.
-        """
+        """Refill the routing table twice while the network forms, then every two minutes."""
         for delay in (10, 30):
             await trio.sleep(delay)
             await self.fill_routing_table()
@@ -376,7 +379,11 @@ async def open_stack(
     serve_more_kad_streams(dht)
     dht.register_validator(NAMESPACE, RecordValidator(traffic=traffic))
     gossipsub = FloodPublishGossipSub(
-        protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+        # not v1.2: its IDONTWANT goes out for every message received, as an RPC of its own to each
+        # mesh peer, carrying a signed peer record the receiver verifies; our messages are small
+        # (weights go over streams) and go-libp2p sends IDONTWANT only above 1 KiB. Without it a
+        # 30-peer mesh's median round took 1.6-2.9 s instead of 3.8-5.3 s (benchmarks/RESULTS.md)
+        protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
         # D=4 rather than the usual 6: every duplicate delivery costs ~1-3 ms of Python CPU; an idle
         # 20-node mesh used 100-140 % of our 2 cores with D=6 and 50-70 % with D=4 (README)
         degree=4,

@@ -15,6 +15,10 @@ both answer many requests on one stream):
   background (Kademlia's entry correction).
 - put: an iterative FIND_NODE lookup that ends once the beta (3) closest have answered, as
   go-libp2p's does, then PUT_VALUE to the k closest known, all at once.
+- refresh (the routing table's upkeep): FIND_NODE lookups for our own id (Kademlia's join) and
+  a few random keys at once; every peer that answered goes into the routing table. py-libp2p's
+  `refresh_routing_table` runs its lookups one after another over fresh streams and took the whole
+  20 s we gave it in a 30-node mesh, at every node, while the mesh was forming.
 - streams are kept per peer for `IDLE_SECONDS` after use and reused by the next request. A
   py-libp2p server handles at most 12 streams at once and resets the rest (ours: 128,
   net/host.serve_more_kad_streams), so idle streams are closed quickly and at most one per peer
@@ -26,6 +30,7 @@ Every request has its own deadline; the caller (net/registry.py) bounds the whol
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -35,13 +40,16 @@ from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.common import MAX_DHT_MESSAGE_SIZE
 from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL
+from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.pb.kademlia_pb2 import Message
 from libp2p.kad_dht.routing_table import RoutingTable
 from libp2p.kad_dht.value_store import ValueStore
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
 from libp2p.records.validator import Validator
 
 from mycelium.net.framing import FrameReader, frame
+from mycelium.net.streams import StreamOpener
 from mycelium.policy.lookup import BETA, K, Lookup
 from mycelium.policy.peers import PeerId
 
@@ -175,8 +183,9 @@ class KadClient:
                 nursery.start_soon(store_at, peer)
         return stored
 
-    async def get(self, key: str) -> bytes | None:
-        """The newest valid value held by the k closest peers (never our own copy)."""
+    async def get(self, key: str, within: float = math.inf) -> bytes | None:
+        """The newest valid value held by the k closest peers (never our own copy). A lookup not
+        done `within` seconds ends there, with the newest of what the peers asked so far sent."""
         key_bytes = key.encode()
         values: dict[PeerId, bytes] = {}
 
@@ -191,7 +200,7 @@ class KadClient:
             values[peer] = response.record.value
 
         ask = Message(type=Message.MessageType.GET_VALUE, key=key_bytes)
-        lookup = await self._lookup(key_bytes, ask, on_answer)
+        lookup = await self._lookup(key_bytes, ask, on_answer, within=within)
         if not values:
             return None
         answers = list(values.values())  # one per peer: the validator counts copies as support
@@ -200,12 +209,36 @@ class KadClient:
         self._correct(key_bytes, best, behind)
         return best
 
+    async def refresh(self, keys: Sequence[bytes]) -> int:
+        """FIND_NODE lookups for `keys`, all at once; every peer that answered (a DHT server, then)
+        goes into the routing table. How many of them the table took."""
+        answered: set[PeerId] = set()
+
+        async def find(key: bytes) -> None:
+            find_node = Message(type=Message.MessageType.FIND_NODE, key=key)
+            await self._lookup(key, find_node, lambda peer, response: answered.add(peer))
+
+        async with trio.open_nursery() as nursery:
+            for key in keys:
+                nursery.start_soon(find, key)
+        added = 0
+        peerstore = self._host.get_peerstore()
+        for peer in answered:
+            try:
+                addrs = peerstore.addrs(ID(peer.raw))
+                info = PeerInfo(ID(peer.raw), addrs)
+                added += await self._routing_table.add_peer(info, skip_server_mode_check=True)
+            except Exception as error:  # noqa: BLE001 - a peer whose addresses expired meanwhile
+                log.debug("routing table add %s: %s", peer.short, error)
+        return added
+
     async def _lookup(
         self,
         key: bytes,
         message: Message,
         on_answer: Callable[[PeerId, Message], None],
         beta: int | None = None,
+        within: float = math.inf,
     ) -> Lookup:
         lookup = Lookup(key, self._seeds(key), self._me, beta=beta)
         wake = trio.Event()
@@ -220,14 +253,15 @@ class KadClient:
                 lookup.answered(peer, self._learn(response))
             wake.set()
 
-        async with trio.open_nursery() as nursery:
-            while not lookup.done:
-                for peer in lookup.next_queries():
-                    nursery.start_soon(query, peer)
-                await wake.wait()
-                wake = trio.Event()
-            # questions still in flight finish (each within RPC_TIMEOUT): cancelling them would
-            # reset streams that the next request could reuse
+        with trio.move_on_after(within):
+            async with trio.open_nursery() as nursery:
+                while not lookup.done:
+                    for peer in lookup.next_queries():
+                        nursery.start_soon(query, peer)
+                    await wake.wait()
+                    wake = trio.Event()
+                # questions still in flight finish (each within RPC_TIMEOUT): cancelling them would
+                # reset streams that the next request could reuse
         return lookup
 
     async def _ask(self, peer: PeerId, message: Message) -> Message | None:
@@ -285,3 +319,13 @@ class KadClient:
             await self._ask(peer, store)
         finally:
             self._corrections -= 1
+
+
+def client_for(dht: KadDHT, nursery: trio.Nursery | None) -> KadClient:
+    """A client of `dht`'s table and store. Its streams go through a StreamOpener in a long-lived
+    node (streams.py), directly in short tools (no `nursery`)."""
+    open_stream: OpenStream = dht.host.new_stream
+    if nursery is not None:
+        opener = StreamOpener(dht.host, nursery)
+        open_stream = lambda peer, protocols: opener.open(PeerId(peer.to_bytes()), protocols, RPC_TIMEOUT)  # noqa: E731
+    return KadClient(dht.host, dht.routing_table, dht.value_store, dht.validator, open_stream, nursery)

@@ -27,11 +27,9 @@ from libp2p.records.validator import Validator
 
 from mycelium.errors import InvalidMessage
 from mycelium.net.detached import Detached
-from mycelium.net.kademlia import RPC_TIMEOUT, KadClient, OpenStream
+from mycelium.net.kademlia import client_for
 from mycelium.net.messages import decode_group_index, decode_group_record, decode_value, seal_index
-from mycelium.net.streams import StreamOpener
 from mycelium.net.traffic import NetCall, Refusal, Traffic
-from mycelium.policy.peers import PeerId
 from mycelium.policy.records import (
     GroupIndex,
     GroupRecord,
@@ -46,6 +44,7 @@ from mycelium.policy.records import (
 log = logging.getLogger(__name__)
 
 GET_TIMEOUT = 8.0
+GET_MARGIN = 1.0  # of a get's time, kept for choosing among the answers heard
 PUT_TIMEOUT = 15.0
 INDEX_TTL = 180.0
 
@@ -112,9 +111,7 @@ class Registry:
         self._clock = clock
         self._detached = Detached(nursery)
         self._traffic = traffic or Traffic()
-        self._kad = KadClient(
-            dht.host, dht.routing_table, dht.value_store, dht.validator, _stream_opener(dht, nursery), nursery
-        )
+        self._kad = client_for(dht, nursery)
 
     async def put_group(self, record: GroupRecord, timeout: float = PUT_TIMEOUT) -> None:
         """Store a signed version (`record.signed`) at the closest peers."""
@@ -189,7 +186,8 @@ class Registry:
         """The network's newest version, as sent and decoded (our own copy is never asked)."""
         value: bytes | None = None
         with contextlib.suppress(trio.TooSlowError), self._traffic.timed(NetCall.DHT_GET):
-            value = await self._detached.run(lambda: self._kad.get(key), timeout)
+            within = max(timeout - GET_MARGIN, timeout / 2)  # then what was heard, within `timeout`
+            value = await self._detached.run(lambda: self._kad.get(key, within), timeout)
         if value is None:
             return None
         try:
@@ -201,11 +199,3 @@ class Registry:
     def _keep(self, key: str, found: tuple[bytes, object]) -> None:
         """Keep the network's version as our own copy (it succeeded ours)."""
         self._dht.value_store.put(key.encode(), found[0])
-
-
-def _stream_opener(dht: KadDHT, nursery: trio.Nursery | None) -> OpenStream:
-    """Streams through a StreamOpener in a long-lived node (streams.py), directly in short tools."""
-    if nursery is None:
-        return dht.host.new_stream
-    opener = StreamOpener(dht.host, nursery)
-    return lambda peer, protocols: opener.open(PeerId(peer.to_bytes()), protocols, RPC_TIMEOUT)

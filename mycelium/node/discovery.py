@@ -75,6 +75,7 @@ class Scout:
         self.directory = directory
         self.candidates: list[CandidateView] = []
         self.last_dht_listing = -1e18
+        self.listing_seconds = 0.0  # how long the last DHT listing took
         self.memory = Memory()  # what evaluating groups taught us (policy/groups.py)
         self.rng = random.Random(services.peer_id.raw)
 
@@ -83,10 +84,12 @@ class Scout:
         services = self.services
         found: dict[str, GroupRecord] = {}
         if ask_dht:
+            began = services.clock()
             for record in await services.registry.list_groups(services.config.task):
                 found[record.group_id] = record
                 self.directory.note(record)
             self.last_dht_listing = services.clock()
+            self.listing_seconds = self.last_dht_listing - began
         for record in self.directory.live():
             found.setdefault(record.group_id, record)
         return [r for r in found.values() if r.model_fingerprint == services.learner.fingerprint]
@@ -115,18 +118,23 @@ class Scout:
             if r.group_id != exclude
         ]
         by_id = {r.group_id: r for r in records}
+        began = services.clock()
         evaluated: list[Candidate] = []
+        results: dict[bytes, Evaluation] = {}  # groups that have not trained yet share one model
 
         async def score(group_id: str) -> None:
             record = by_id[group_id]
             if not record.model_hash:
                 return
-            try:
-                model = await services.fetch_group_model(record, deadline=MODEL_PULL_DEADLINE)
-            except (TransferError, InvalidMessage) as error:
-                services.events.emit("evaluation_failed", group=group_id, reason=str(error))
-                return
-            result = await trio.to_thread.run_sync(learner.evaluate, learner.data.validation, model)
+            result = results.get(record.model_hash)
+            if result is None:
+                try:
+                    model = await services.fetch_group_model(record, deadline=MODEL_PULL_DEADLINE)
+                except (TransferError, InvalidMessage) as error:
+                    services.events.emit("evaluation_failed", group=group_id, reason=str(error))
+                    return
+                result = await trio.to_thread.run_sync(learner.evaluate, learner.data.validation, model)
+                results[record.model_hash] = result
             evaluated.append(
                 Candidate(
                     group_id,
@@ -164,5 +172,7 @@ class Scout:
                     }
                     for c in sorted(evaluated, key=lambda c: c.group_id)
                 ],
+                seconds=round(services.clock() - began, 2),
+                listing_seconds=round(self.listing_seconds, 2),
             )
         return evaluated

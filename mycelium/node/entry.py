@@ -82,8 +82,16 @@ class Entry:
         services, record = self.services, session.record
         services.transfer.store.pin("record", record.model_hash)
         await services.publish_discovery(record)  # first: nodes deciding right now hear it at once
-        await services.registry.put_group(record)
-        await services.registry.advertise(record.task, [record.group_id])
+        # the DHT in the background: its writes took up to 35 s while a 30-peer mesh formed, and
+        # the session (answering joins, heartbeats) must not wait for them
+        services.stack.nursery.start_soon(self._write_dht, record)
+
+    async def _write_dht(self, record: GroupRecord) -> None:
+        try:
+            await self.services.registry.put_group(record)
+            await self.services.registry.advertise(record.task, [record.group_id])
+        except Exception as error:  # noqa: BLE001 - in the stack's nursery: a failure must not stop the node
+            log.info("advertising group %s in the DHT failed: %s", record.group_id, error)
 
     def found(self, split: SplitPlan) -> GroupSession | None:
         """Our half of a split: its creator creates the group; the others join it (None)."""
@@ -102,7 +110,7 @@ class Entry:
         patient: bool = False,
         carried: Weights | None = None,
     ) -> GroupSession:
-        """Join `group_id`, asking `through` first, then the members of the version the DHT holds.
+        """Join `group_id`, asking `through` first, then the members of the version we heard or read.
 
         `patient`: keep trying for a while (the group is alive or being founded); JoinRefused when
         it will not let us in (`final`) or nobody answered.
@@ -112,7 +120,12 @@ class Entry:
             if attempt:
                 await trio.sleep(RETRY_DELAY * attempt)
             points = list(through)
-            record = await self.services.registry.get_group(group_id) or self.directory.get(group_id)
+            # the discovery topic hears every version its leader writes, the DHT only some (and a
+            # DHT read costs seconds while a big mesh forms): the DHT is asked when we heard none
+            # or the first attempt failed
+            record = self.directory.get(group_id)
+            if record is None or attempt:
+                record = await self.services.registry.get_group(group_id) or record
             if record is not None:
                 points += [p for p in entry_points(record, self.services.peer_id) if p not in points]
             if not points:

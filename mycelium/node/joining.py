@@ -70,7 +70,7 @@ async def request_admission(services: Services, group_id: str, points: Sequence[
             failures.append(f"{member.short} is not in the group")
             continue
         if answer.status is JoinStatus.FULL:
-            raise JoinRefused(f"group {group_id} is full", final=True)
+            raise JoinRefused(f"group {group_id} is full", full=True)
         raise JoinRefused(f"group {group_id} refused us: {answer.reason}", final=True)
     raise JoinRefused(f"no member of group {group_id} let us in ({'; '.join(failures)[:300]})")
 

@@ -25,7 +25,14 @@ from mycelium.node.joining import EntryPoint, entry_points
 from mycelium.node.outcome import Outcome, SplitPlan
 from mycelium.node.services import Services
 from mycelium.node.session import GroupSession
-from mycelium.policy.groups import Candidate, MigrationState, choose_group, migration_step
+from mycelium.policy.groups import (
+    MAX_CREATE_ATTEMPTS,
+    Candidate,
+    MigrationState,
+    choose_group,
+    create_now,
+    migration_step,
+)
 from mycelium.policy.lifecycle import Ending, Plan, Step, after_failed_join, first_plan, next_plan
 from mycelium.policy.messages import JoinAnswer, JoinRequest, JoinStatus
 
@@ -66,6 +73,8 @@ class LearningPeer:
             run_topic, services.discovery, self.directory.on_signed, ready, services.peer_id
         )
         await ready.wait()
+        # every new group starts from these weights: evaluating one then needs no pull
+        services.transfer.store.pin("initial", services.store_model(services.learner.initial_weights()))
         saved = checkpoint.load(services.config.data_dir, services.config.task, services.learner.fingerprint)
         plan: Plan | None = first_plan(services.config.group, saved.record.group_id if saved else None)
         while plan is not None:
@@ -144,12 +153,15 @@ class LearningPeer:
         """Join the best group that fits our data, or create one (with the model we carry, if any).
 
         Before creating, wait a random moment while listening on the task's discovery topic: nodes
-        that start together would otherwise all create groups of one at the same instant.
+        that start together would otherwise all create groups of one at the same instant. When the
+        groups we tried were full, most nodes wait for the few that create (policy/groups.py
+        `create_now`).
         """
         services, scout = self.services, self.scout
         excluded = {plan.avoid} if plan.avoid else set()
+        crowded = False
         candidates = await scout.evaluate(await scout.known_groups())
-        for attempt in range(2):
+        for attempt in range(MAX_CREATE_ATTEMPTS):
             tried = set(excluded)
             while choice := choose_group(
                 [c for c in candidates if c.group_id not in tried], services.config.rules
@@ -159,11 +171,13 @@ class LearningPeer:
                     return await self.entry.join(choice, carried=self._carried[0] if self._carried else None)
                 except JoinRefused as error:
                     services.events.emit("join_failed", group=choice, reason=str(error))
+                    crowded = crowded or error.full
                     if error.final:
                         excluded.add(choice)
-            if attempt == 0:
-                await trio.sleep(random.uniform(0.0, CREATE_JITTER))
-                candidates = await scout.evaluate(await scout.known_groups(ask_dht=False))
+            if create_now(attempt, crowded, services.config.capacity, random.random()):
+                break
+            await trio.sleep(random.uniform(0.0, CREATE_JITTER))
+            candidates = await scout.evaluate(await scout.known_groups(ask_dht=False))
         model, round_number = self._carried or (services.learner.initial_weights(), 0)
         return self.entry.create(model, round_number)
 

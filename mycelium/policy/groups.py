@@ -15,7 +15,9 @@ clearly worse and strictly larger (or as large with a lower id) is worth a move 
 equal groups converge on one of them instead of swapping members; it may cost at most
 `merge_tolerance` of expected accuracy. A node alone in its group merges into any credible group of
 two or more with room, however its own model scores: a model trained on one node's data looks best
-on that node's data and worst everywhere else (members alone check every round, not every few).
+on that node's data and worst everywhere else (members alone check every round, not every few,
+and move at the first check: patience guards a group's model against noise, and one node's is
+worth nothing to the others; seen at 30 peers, lone nodes kept training alone for two rounds).
 Another node alone is no such group: between two groups of one the ordinary merge rule applies, so
 a node never trades its model for a fresh one.
 
@@ -154,6 +156,25 @@ def choose_group(candidates: Sequence[Candidate], rules: GroupRules) -> str | No
     return min(eligible, key=_rank).group_id
 
 
+MAX_CREATE_ATTEMPTS = 5
+
+
+def create_now(attempt: int, crowded: bool, capacity: int, draw: float) -> bool:
+    """Whether a node that found no group to join creates one now, or looks again after a pause.
+
+    `attempt` counts the looks so far (0 = the first); `crowded`: a group we tried was full, so
+    others are looking at the same moment; `draw`: uniform in [0, 1). Alone, a node looks twice.
+    In a crowd, every node creating at once makes a crowd of groups of one (seen: 20 of 30 peers
+    that found the first group full, before this rule); so each creates with probability
+    2**attempt / capacity, about one creator per `capacity` seekers, and the rest join what the
+    creators founded within a pause. After `MAX_CREATE_ATTEMPTS` looks it creates anyway."""
+    if attempt + 1 >= MAX_CREATE_ATTEMPTS:
+        return True
+    if not crowded:
+        return attempt >= 1
+    return draw < 2**attempt / max(capacity, 1)
+
+
 @dataclass(frozen=True)
 class MigrationState:
     target: str | None = None
@@ -219,7 +240,8 @@ def migration_step(
     streak = state.streak + 1 if state.target == best.group_id else 1
     state = replace(state, target=best.group_id, streak=streak)
     cooling = round_number - state.last_move_round < rules.cooldown_rounds
-    if streak < rules.patience or cooling:
+    patience = 1 if own.members <= 1 < best.members else rules.patience  # alone: nothing to wait for
+    if streak < patience or cooling:
         return MigrationDecision(state, None, gain)
     moved = MigrationState(target=None, streak=0, last_move_round=round_number)
     return MigrationDecision(moved, best.group_id, gain)

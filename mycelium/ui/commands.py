@@ -18,7 +18,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     import trio
 
     from mycelium.events import EventLog
-    from mycelium.node.runner import run_until_signalled
+    from mycelium.node.runner import load_learning, run_until_signalled
 
     config = build_node_config(args)  # checked first: --print-config also vets a config file
     if args.print_config:
@@ -35,6 +35,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         from mycelium.ui.dashboard import start_dashboard
 
         on_start = start_dashboard
+    load_learning([config])
     try:
         trio.run(run_until_signalled, config, events, on_start)
     except BaseExceptionGroup as group:

@@ -25,7 +25,7 @@ def run_peers(argvs: Sequence[Sequence[str]]) -> int:
     import trio
 
     from mycelium.events import EventLog
-    from mycelium.node.runner import run_peers_until_signalled
+    from mycelium.node.runner import load_learning, run_peers_until_signalled
     from mycelium.ui.cli import node_parser
     from mycelium.ui.options import build_node_config
 
@@ -42,6 +42,7 @@ def run_peers(argvs: Sequence[Sequence[str]]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    load_learning([config for config, _ in configs])
     peers = [(config, EventLog(events)) for config, events in configs]
     try:
         failed = trio.run(run_peers_until_signalled, peers)
