@@ -2,51 +2,22 @@
 
 from __future__ import annotations
 
-import secrets
-import time
-
 import multiaddr
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL
 from libp2p.kad_dht.pb.kademlia_pb2 import Message
 from libp2p.peer.peerinfo import PeerInfo
+from records import group_record
 
 from mycelium.net.framing import FrameReader, frame
 from mycelium.net.host import MAX_INBOUND_KAD_STREAMS, NetConfig, Stack, open_stack
 from mycelium.net.kademlia import KadClient
 from mycelium.net.messages import seal_record
 from mycelium.net.registry import Registry
-from mycelium.net.signing import peer_id_of
-from mycelium.policy.records import GroupRecord, JoinPolicy, Member, Metrics, group_id_for, group_key
+from mycelium.policy.records import group_key
 
 LOOPBACK = (multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0"),)
-
-
-def _record(key_pair) -> GroupRecord:  # type: ignore[no-untyped-def]
-    now = time.time()
-    peer = peer_id_of(key_pair)
-    nonce = secrets.token_bytes(16)
-    return seal_record(
-        key_pair,
-        GroupRecord(
-            group_id=group_id_for(peer, nonce),
-            task="kad-test",
-            name="kad",
-            model_fingerprint="mlp:kad",
-            policy=JoinPolicy.OPEN,
-            capacity=10,
-            round=0,
-            members=(Member(peer, now, now),),
-            metrics=Metrics(accuracy=0.5),
-            version=1,
-            updated_at=now,
-            expires_at=now + 600,
-            creator=peer,
-            nonce=nonce,
-            leader=peer,
-        ),
-    )
 
 
 async def _connect(stack: Stack, others: list[Stack]) -> None:
@@ -85,7 +56,7 @@ def test_a_record_put_by_one_peer_is_read_from_the_network_by_another() -> None:
         async with trio.open_nursery() as nursery:
             writer, *servers = await _network(5, nursery)
             key_pair = create_new_key_pair()
-            record = _record(key_pair)
+            record = seal_record(key_pair, group_record(key_pair))
             await Registry(writer.dht, key_pair, nursery=writer.nursery).put_group(record)
             holders = [s for s in servers if s.dht.value_store.get(group_key(record.group_id).encode())]
             assert len(holders) == len(servers)  # fewer than k servers: every one is a replica
@@ -102,7 +73,7 @@ def test_a_forged_value_from_one_server_is_ignored_and_the_valid_one_returned() 
         async with trio.open_nursery() as nursery:
             writer, honest, liar = await _network(3, nursery)
             key_pair = create_new_key_pair()
-            record = _record(key_pair)
+            record = seal_record(key_pair, group_record(key_pair))
             key = group_key(record.group_id)
 
             async def lie(stream) -> None:  # type: ignore[no-untyped-def]

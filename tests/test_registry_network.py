@@ -18,12 +18,13 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.records.validator import Validator
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+from records import group_record
 
 from mycelium.net.host import NetConfig, build_host, open_stack
 from mycelium.net.messages import decode_group_record, record_to_pb, seal_record
 from mycelium.net.registry import Registry
-from mycelium.net.signing import Kind, peer_id_of, seal
-from mycelium.policy.records import GroupRecord, JoinPolicy, Member, Metrics, group_id_for, group_key
+from mycelium.net.signing import Kind, seal
+from mycelium.policy.records import GroupRecord, group_key
 from mycelium.proto import mycelium_pb2 as pb
 
 LOOPBACK = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
@@ -82,30 +83,6 @@ class AcceptAnything(Validator):
         return len(values) - 1
 
 
-def _attacker_record(key_pair, **changes) -> GroupRecord:  # type: ignore[no-untyped-def]
-    """A valid version 1 of a group of the attacker's own (signed with `seal_record`)."""
-    peer = peer_id_of(key_pair)
-    now = time.time()
-    record = GroupRecord(
-        group_id=group_id_for(peer, b"a" * 16),
-        task="digits-mlp",
-        name="attacker",
-        model_fingerprint="mlp:x",
-        policy=JoinPolicy.OPEN,
-        capacity=10,
-        round=0,
-        members=(Member(peer, now, now),),
-        metrics=Metrics(accuracy=0.99),
-        version=1,
-        updated_at=now,
-        expires_at=now + 60,
-        creator=peer,
-        nonce=b"a" * 16,
-        leader=peer,
-    )
-    return replace(record, **changes)
-
-
 def test_forged_expired_oversized_and_random_records_are_rejected_by_every_node(spawn) -> None:
     creator = spawn("creator", "--group", "new", "--heartbeat", "1")
     others = [spawn(f"n{i}", "--group", "none", "--bootstrap", creator.addr) for i in range(3)]
@@ -151,22 +128,22 @@ def test_forged_expired_oversized_and_random_records_are_rejected_by_every_node(
                 results[reason] = [await dht.value_store._store_at_peer(peer, key, value) for peer in peers]
                 for peer in peers:
                     assert await stored(peer) == honest[peer], f"{reason} replaced the honest record"
-            own_key = group_key(_attacker_record(key_pair).group_id).encode()
+            own_key = group_key(group_record(key_pair).group_id).encode()
             for reason, value in {
                 "expired": _sealed(
-                    _attacker_record(key_pair, updated_at=time.time() - 120, expires_at=time.time() - 60),
+                    group_record(key_pair, updated_at=time.time() - 120, expires_at=time.time() - 60),
                     key_pair,
                 ),
                 "dated in the future": _sealed(
-                    _attacker_record(key_pair, updated_at=time.time() + 3600), key_pair
+                    group_record(key_pair, updated_at=time.time() + 3600), key_pair
                 ),
-                "oversized": _padded(_attacker_record(key_pair), 40_000, key_pair),
+                "oversized": _padded(group_record(key_pair), 40_000, key_pair),
             }.items():
                 results[reason] = [
                     await dht.value_store._store_at_peer(peer, own_key, value) for peer in peers
                 ]
                 assert [await stored(peer, own_key) for peer in peers] == [None] * len(peers), reason
-            control = seal_record(key_pair, _attacker_record(key_pair)).signed
+            control = seal_record(key_pair, group_record(key_pair)).signed
             results["control: a valid record of our own"] = [
                 await dht.value_store._store_at_peer(peer, own_key, control) for peer in peers
             ]
@@ -241,7 +218,7 @@ def test_putting_an_older_record_than_the_one_stored_locally_is_not_an_error() -
         config = NetConfig(listen=tuple(LOOPBACK))
         async with open_stack(key_pair, config) as stack:
             registry = Registry(stack.dht, key_pair)
-            older = seal_record(key_pair, _attacker_record(key_pair))
+            older = seal_record(key_pair, group_record(key_pair))
             newer = seal_record(key_pair, older.successor(time.time(), 60, leader=older.leader))
             await registry.put_group(newer)
             await registry.put_group(older)  # py-libp2p raises ValueError here; the registry must not

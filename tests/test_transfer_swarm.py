@@ -73,31 +73,26 @@ def served(service: TransferService) -> int:
     return service._traffic.bytes_out  # noqa: SLF001
 
 
-def test_a_puller_takes_chunks_from_every_holder_at_once() -> None:
-    async def scenario(services):  # type: ignore[no-untyped-def]
-        *holders, (_, puller) = services
-        for _, holder in holders:
-            key = holder.store.put(BLOB)
-        manifest = holders[0][1].manifest_hash(key)
-        data = await puller.fetch(key, len(BLOB), [pid(h) for h, _ in holders], manifest_hash=manifest)
-        return data, [served(holder) for _, holder in holders]
+async def pull_from_every_holder(services):  # type: ignore[no-untyped-def]
+    """Every service but the last holds BLOB; the last pulls it, holders listed in order. The blob
+    and what each holder sent."""
+    *holders, (_, puller) = services
+    for _, holder in holders:
+        key = holder.store.put(BLOB)
+    manifest = holders[0][1].manifest_hash(key)
+    data = await puller.fetch(key, len(BLOB), [pid(h) for h, _ in holders], manifest_hash=manifest)
+    return data, [served(holder) for _, holder in holders]
 
-    data, uploads = run([TransferService] * 4, scenario)
+
+def test_a_puller_takes_chunks_from_every_holder_at_once() -> None:
+    data, uploads = run([TransferService] * 4, pull_from_every_holder)
     assert data == BLOB
     assert sum(1 for sent in uploads if sent > 0) >= 2, f"one holder served it all: {uploads}"
     assert sum(uploads) < 2 * len(BLOB), "chunks were asked twice only in the endgame"
 
 
 def test_a_pull_asks_only_a_few_holders_at_once_and_always_the_first() -> None:
-    async def scenario(services):  # type: ignore[no-untyped-def]
-        *holders, (_, puller) = services
-        for _, holder in holders:
-            key = holder.store.put(BLOB)
-        manifest = holders[0][1].manifest_hash(key)
-        data = await puller.fetch(key, len(BLOB), [pid(h) for h, _ in holders], manifest_hash=manifest)
-        return data, [served(holder) for _, holder in holders]
-
-    data, uploads = run([TransferService] * (transfer.SWARM_PEERS + 3), scenario)
+    data, uploads = run([TransferService] * (transfer.SWARM_PEERS + 3), pull_from_every_holder)
     assert data == BLOB and uploads[0] > 0, "the author is always asked"
     assert sum(1 for sent in uploads if sent > 0) <= transfer.SWARM_PEERS, uploads
 

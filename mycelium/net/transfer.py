@@ -25,7 +25,7 @@ import hashlib
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -219,22 +219,29 @@ class TransferService:
         while len(self._manifests) > MAX_MANIFESTS:
             self._manifests.popitem(last=False)
 
-    async def _handle_swarm(self, stream: INetStream) -> None:
+    async def _serving(self, stream: INetStream, serve: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run one stream handler's `serve` within SERVE_TIMEOUT, then close the stream; a bad or
+        vanished puller gets its stream reset, and never hurts us."""
         try:
-            if self._uploads.available_tokens == 0:
-                response = pb.SwarmResponse(status=pb.SwarmResponse.BUSY)
-                await stream.write(frame(response.SerializeToString()))
-                await stream.close()
-                return
-            async with self._uploads:
-                with trio.fail_after(SERVE_TIMEOUT):
-                    await self._serve_swarm(stream)
+            with trio.fail_after(SERVE_TIMEOUT):
+                await serve()
             await stream.close()
-        except Exception as error:  # noqa: BLE001 - a bad or vanished puller must not hurt us
-            log.debug("serving a swarm pull failed: %s", error)
+        except Exception as error:  # noqa: BLE001 - whatever the puller did
+            log.debug("serving %s failed: %s", what, error)
             await _reset_quietly(stream)
 
+    async def _handle_swarm(self, stream: INetStream) -> None:
+        await self._serving(stream, lambda: self._serve_swarm(stream), "a swarm pull")
+
     async def _serve_swarm(self, stream: INetStream) -> None:
+        if self._uploads.available_tokens == 0:
+            response = pb.SwarmResponse(status=pb.SwarmResponse.BUSY)
+            await stream.write(frame(response.SerializeToString()))
+            return
+        async with self._uploads:
+            await self._serve_requests(stream)
+
+    async def _serve_requests(self, stream: INetStream) -> None:
         """Answer SwarmRequests until the puller closes the stream or goes quiet."""
         reader = FrameReader(stream)
         key: bytes | None = None
@@ -299,13 +306,7 @@ class TransferService:
         return held
 
     async def _handle(self, stream: INetStream) -> None:
-        try:
-            with trio.fail_after(SERVE_TIMEOUT):
-                await self._serve(stream)
-            await stream.close()
-        except Exception as error:  # noqa: BLE001 - a bad or vanished puller must not hurt us
-            log.debug("serving a model pull failed: %s", error)
-            await _reset_quietly(stream)
+        await self._serving(stream, lambda: self._serve(stream), "a model pull")
 
     async def _serve(self, stream: INetStream) -> None:
         request = decode_exact(pb.TransferRequest, await FrameReader(stream).read_frame(MAX_REQUEST_BYTES))
