@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mycelium.errors import ConfigError
-from mycelium.mesh.launcher import Mesh, batches, process_count
+from mycelium.mesh.launcher import Mesh, batches, process_count, waves
 from mycelium.mesh.peers import peer_spec, read_spec
 from mycelium.node.runner import ExitDeadline
 from mycelium.ui.cli import main_parser
@@ -33,6 +33,27 @@ def test_batches_cover_every_index_once_in_order(
     first: int, last: int, per_process: int, expected: list[list[int]]
 ) -> None:
     assert [list(batch) for batch in batches(first, last, per_process)] == expected
+
+
+@pytest.mark.parametrize(
+    ("nodes", "per_process", "capacity", "sizes"),
+    [
+        (10, 1, 10, [9]),  # the README's mesh: one wave, as before
+        (30, 1, 10, [10, 10, 9]),
+        (30, 10, 10, [10, 10, 9]),
+        (100, 25, 10, [25, 25, 25, 24]),  # a process is never split
+        (100, 4, 10, [12, 12, 12, 12, 12, 12, 12, 12, 3]),
+        (2, 1, 10, [1]),
+        (1, 1, 10, []),
+    ],
+)
+def test_waves_bring_at_least_size_peers_each_and_never_split_a_process(
+    nodes: int, per_process: int, capacity: int, sizes: list[int]
+) -> None:
+    processes = batches(1, nodes, per_process)
+    grouped = waves(processes, capacity)
+    assert [sum(map(len, wave)) for wave in grouped] == sizes
+    assert [p for wave in grouped for p in wave] == processes
 
 
 @pytest.mark.parametrize(
@@ -110,3 +131,40 @@ def test_four_peers_two_a_process_each_train_and_log_their_own_events(tmp_path: 
         assert len([e for e in events if e["event"] == "round"]) >= 3
         assert [e["event"] for e in events].count("finished") == 1
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_peer_of_a_shared_process_that_cannot_bootstrap_says_why_and_the_other_finishes(
+    tmp_path: Path,
+) -> None:
+    def peer(name: str, *extra: str) -> list[str]:
+        data = tmp_path / name
+        return [
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--data-dir",
+            str(data),
+            "--events",
+            f"{data}.jsonl",
+            *extra,
+        ]
+
+    unreachable = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWLmfv8zNGa7SFJjMViGMwJPGCESjNTZ7HxnPjjsbJmknN"
+    spec = tmp_path / "peers.json"
+    spec.write_text(
+        peer_spec(
+            [
+                peer("lost", "--bootstrap", unreachable, "--bootstrap-timeout", "2"),
+                peer("alone", "--rounds", "1"),
+            ]
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mycelium.ui.peers", str(spec)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "peer 0" in result.stderr and "could not reach any bootstrap peer" in result.stderr
+    lost = [json.loads(line) for line in (tmp_path / "lost.jsonl").read_text().splitlines()]
+    assert lost[-1]["event"] == "failed" and "could not reach any bootstrap peer" in lost[-1]["error"]
+    alone = [json.loads(line)["event"] for line in (tmp_path / "alone.jsonl").read_text().splitlines()]
+    assert "finished" in alone

@@ -1,7 +1,10 @@
 """`mycelium mesh`: N node processes on loopback, one live view, a summary at the end.
 
-Node 0 is the bootstrap peer (and a learner); every later node bootstraps from a random node that is
-already listening. Node i holds shard i (with `rotated:K` its data is rotated by 90°·(i mod K)).
+Node 0 is the bootstrap peer (and a learner); every later node bootstraps from up to three random
+nodes that are already listening. The rest start in waves of at least three groups' capacity (whole
+processes, `--peers-per-process`): a wave starts once every earlier node holds a group, so that
+each wave finds the groups the earlier ones formed instead of all asking the first group's leader
+at once. Node i holds shard i (with `rotated:K` its data is rotated by 90°·(i mod K)).
 Children die with the launcher (PR_SET_PDEATHSIG) and are stopped on Ctrl-C, so none outlives it.
 """
 
@@ -34,6 +37,8 @@ ROUND_INTERVAL_PER_NODE = 0.2  # seconds
 MAX_PROCESSES = 64
 MAX_PEERS = 512
 PR_SET_PDEATHSIG = 1
+GROUPS_PER_WAVE = 3  # peers started at once: 30 fill three groups on 2 cores, 100 at once do not
+BOOTSTRAP_PEERS = 3  # listening nodes each new node may bootstrap through (one busy one is not enough)
 
 
 def add_mesh_options(parser: argparse.ArgumentParser) -> None:
@@ -129,13 +134,24 @@ def _churn(items: list[str], flag: str) -> list[tuple[int, int]]:
 
 
 def process_count(nodes: int, per_process: int) -> int:
-    """OS processes for `nodes` peers: node 0 alone (everyone bootstraps from it), the rest K a process."""
+    """OS processes for `nodes` peers: node 0 alone (the first bootstrap peer), the rest K a process."""
     return 1 + -(-(nodes - 1) // per_process)
 
 
 def batches(first: int, last: int, per_process: int) -> list[range]:
     """Indices `first`..`last - 1` in runs of `per_process`: one process each."""
     return [range(start, min(start + per_process, last)) for start in range(first, last, per_process)]
+
+
+def waves(processes: list[range], size: int) -> list[list[range]]:
+    """The processes in start order, grouped so that each wave brings at least `size` peers; the
+    last wave may bring fewer."""
+    grouped: list[list[range]] = [[]]
+    for indices in processes:
+        if sum(map(len, grouped[-1])) >= size:
+            grouped.append([])
+        grouped[-1].append(indices)
+    return [wave for wave in grouped if wave]
 
 
 @dataclass
@@ -202,7 +218,7 @@ class Mesh:
 
     # --- children -------------------------------------------------------------------------------
 
-    def _node_args(self, index: int, bootstrap: str | None, rounds: int, hold: bool) -> list[str]:
+    def _node_args(self, index: int, bootstrap: list[str], rounds: int, hold: bool) -> list[str]:
         args = self.args
         node_dir = self.out / "nodes" / f"node-{index}"
         command = [
@@ -231,8 +247,8 @@ class Mesh:
             command += ["--round-interval", str(self.round_interval)]
         if hold:
             command.append("--hold")  # released together once every node is in a group
-        if bootstrap:
-            command += ["--bootstrap", bootstrap]
+        for addr in bootstrap:
+            command += ["--bootstrap", addr]
         return command + list(args.node_arg)
 
     def _start(self, index: int, rounds: int, hold: bool = False) -> Child:
@@ -246,7 +262,7 @@ class Mesh:
             node_dir = self.out / "nodes" / f"node-{index}"
             (node_dir / "data").mkdir(parents=True, exist_ok=True)
             (node_dir / "events.jsonl").unlink(missing_ok=True)
-            bootstrap = self.rng.choice(listening).addr if listening else None
+            bootstrap = [c.addr for c in self.rng.sample(listening, min(BOOTSTRAP_PEERS, len(listening)))]
             argvs.append(self._node_args(index, bootstrap, rounds, hold))
         first_dir = self.out / "nodes" / f"node-{indices[0]}"
         if len(indices) == 1:
@@ -313,17 +329,27 @@ class Mesh:
             time.sleep(POLL)
         raise ConfigError(f"node {child.index} did not report '{kind}' within {timeout:.0f} s")
 
-    def _release_together(self, live: Live | None) -> None:
-        """Start every node's first round at once, when all are in a group (or after a timeout)."""
-        deadline = time.time() + 60 + 6 * self.args.nodes
+    def _wait_until_holding(self, live: Live | None, timeout: float | None = None) -> None:
+        """Until every running node holds a group (at --hold), or `timeout` (default: 60 s + 6 s a
+        node): a wave of newcomers then finds the groups the earlier ones formed, instead of every
+        peer asking the first group's leader at once (on 2 cores, 99 at once got nothing answered)."""
+        deadline = time.time() + (60 + 6 * len(self.children) if timeout is None else timeout)
         while time.time() < deadline:
             self._read_events()
-            waiting = [c for c in self.children.values() if c.process.poll() is None]
-            if all(self.state.nodes[c.index].holding for c in waiting):
-                break
+            waiting = [
+                self.state.nodes[c.index]
+                for c in self.children.values()
+                if c.process.poll() is None and self.state.nodes[c.index].status != "exited"
+            ]
+            if all(node.holding for node in waiting):
+                return
             if live:
                 live.update(self._view())
             time.sleep(POLL)
+
+    def _release_together(self, live: Live | None) -> None:
+        """Start every node's first round at once, when all are in a group (or after a timeout)."""
+        self._wait_until_holding(live)
         for process in self._processes():
             if process.poll() is None:
                 process.send_signal(signal.SIGUSR1)
@@ -392,9 +418,12 @@ class Mesh:
                 self.state.log.append(f"explorer at {url}")
                 print(f"mycelium mesh: explorer at {url}", file=sys.stderr, flush=True)
             self._wait_for(first, "joined", 120)
-            for indices in batches(1, self.args.nodes, self.args.peers_per_process):
-                self._start_process(indices, self.args.rounds, hold=True)
+            wave_size = GROUPS_PER_WAVE * self.args.capacity
+            for wave in waves(batches(1, self.args.nodes, self.args.peers_per_process), wave_size):
+                for indices in wave:
+                    self._start_process(indices, self.args.rounds, hold=True)
                 self._read_events()
+                self._wait_until_holding(live)
             self._release_together(live)
             last_line = 0.0
             while self._running():

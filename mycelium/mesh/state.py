@@ -99,6 +99,9 @@ class MeshState:
             node.holding = True
         elif kind == "finished":
             node.status = "finished"
+        elif kind == "failed":  # a peer of a shared process (its process carries on)
+            node.status = "exited"
+            self.log.append(f"node {index} failed: {event.get('error', '')[:80]}")
         elif kind == "bootstrap_retry":
             self.log.append(f"node {index}: {event.get('message', '')[:80]}")
 

@@ -61,6 +61,10 @@ class Topic:
     relay: Callable[[Signed], bool] = _relay_everything  # False: not fresh; raising: undecodable
     max_bytes: int = MAX_GOSSIP_BYTES
 
+    def peers(self) -> int:
+        """Peers we know to be subscribed: a publish with none reaches nobody."""
+        return len(self.pubsub.peer_topics.get(self.name, ()))
+
     async def publish(self, data: bytes) -> None:
         """Publish one signed envelope (see net/messages.py for sealing our types)."""
         if len(data) > self.max_bytes:

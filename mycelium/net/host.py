@@ -21,6 +21,7 @@ from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
@@ -34,7 +35,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.address_validation import expand_wildcard_address
 
 from mycelium.errors import BootstrapError, ConfigError, leaf_exceptions
-from mycelium.net import tuning
+from mycelium.net import peer_records, tuning
 from mycelium.net.kademlia import client_for
 from mycelium.net.registry import RecordValidator
 from mycelium.net.streams import StreamOpener
@@ -52,6 +53,8 @@ ADDR_TTL = 600
 RANDOM_REFRESH_KEYS = 2
 REFRESH_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 2.0
+MIN_CONNECTIONS = 4  # below this, py-libp2p's auto-connector looks every 10 s instead of every 30 s
+LOW_WATERMARK = 16  # the auto-connector dials known peers only while we have fewer connections
 SHUTDOWN_TIMEOUT = 3.0  # after disconnecting: stopping services and listeners
 
 
@@ -115,16 +118,49 @@ def _announce_factory(
 def build_host(key_pair: KeyPair, announce: Sequence[multiaddr.Multiaddr] = ()) -> IHost:
     """A host that speaks Noise only (no plaintext, secio or TLS) and Yamux only."""
     tuning.apply()  # Yamux frames that fit one Noise message (net/tuning.py)
-    return new_host(
+    peer_records.apply()  # a sender's signed peer record verified once, not in every RPC
+    host = new_host(
         key_pair=key_pair,
         sec_opt={
             NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
         },
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         # one connection per peer also skips py-libp2p's fixed 250 ms happy-eyeballs wait
-        connection_config=ConnectionConfig(max_connections_per_peer=1, dial_timeout=DIAL_TIMEOUT),
+        connection_config=ConnectionConfig(
+            max_connections_per_peer=1,
+            dial_timeout=DIAL_TIMEOUT,
+            min_connections=MIN_CONNECTIONS,
+            low_watermark=LOW_WATERMARK,
+        ),
         addrs_factory=_announce_factory(announce),
     )
+    swarm = host.get_network()
+    swarm.auto_connector = LowWaterAutoConnector(swarm, swarm.connection_config.auto_connect_interval)
+    return host
+
+
+class LowWaterAutoConnector(AutoConnector):
+    """py-libp2p's auto-connector, dialing only while we are below the low watermark, and up to it.
+
+    py-libp2p 0.8.1's aims at the midpoint of its low and high watermarks (200 with its defaults)
+    and looks every 10 s while below `min_connections` (50): every peer dials every peer its
+    peerstore has heard of, 16 a look. In a 30-peer mesh on one machine that made a full mesh (435
+    Noise handshakes, identify and gossip hellos) while the groups formed, and stream opens to a new
+    leader took 6-8 s. Our own dials (bootstrap, DHT lookups, joins, members, pulls) connect what
+    the protocol needs; this only keeps an isolated peer from staying isolated.
+    """
+
+    def _room(self) -> int:
+        return self.swarm.connection_config.low_watermark - self.swarm.get_total_connections()
+
+    async def maybe_connect(self) -> None:
+        if self._room() > 0:
+            await super().maybe_connect()
+
+    async def _get_candidate_peers(self) -> list[ID]:
+        candidates = await super()._get_candidate_peers()
+        random.shuffle(candidates)
+        return candidates[: max(self._room(), 0)]
 
 
 def describe_error(error: BaseException) -> str:
@@ -226,8 +262,9 @@ class Stack:
             await self.host.connect(info)
         await self.dht.add_peer(info.peer_id)
 
-    async def bootstrap(self, on_failure: Callable[[str], None]) -> list[str]:
-        """Connect to the bootstrap peers, retrying with backoff until `bootstrap_timeout`.
+    async def bootstrap(self, on_failure: Callable[[str], None], fill_table: bool = True) -> list[str]:
+        """Connect to the bootstrap peers, retrying with backoff until `bootstrap_timeout`, then (with
+        `fill_table`) fill the routing table.
 
         Returns the addresses that answered. Raises BootstrapError naming each address and why it
         failed when none did. Every failed attempt is reported through `on_failure`.
@@ -269,7 +306,10 @@ class Stack:
                 f"could not reach any bootstrap peer within {self.config.bootstrap_timeout:.0f} s"
                 f" ({detail or 'no attempt finished'})"
             )
-        await self.fill_routing_table()
+        if fill_table:
+            await self.fill_routing_table()
+        else:
+            await self.add_connected_peers()
         return reached
 
     async def fill_routing_table(self) -> None:
@@ -279,17 +319,23 @@ class Stack:
         operations are slow until tables are full (see README, measured figures). The lookups are
         our own (net/kademlia.py KadClient.refresh): our id and `RANDOM_REFRESH_KEYS` random keys.
         """
+        await self.add_connected_peers()
+        keys = [self.host.get_id().to_bytes()] + [random.randbytes(32) for _ in range(RANDOM_REFRESH_KEYS)]
+        with trio.move_on_after(REFRESH_TIMEOUT):
+            await self.kad.refresh(keys)
+
+    async def add_connected_peers(self) -> None:
         for peer in self.connected_peers():
             try:
                 await self.dht.add_peer(ID(peer.raw))
             except Exception as error:  # noqa: BLE001 - a peer that vanished meanwhile
                 log.debug("add_peer %s: %s", peer, error)
-        keys = [self.host.get_id().to_bytes()] + [random.randbytes(32) for _ in range(RANDOM_REFRESH_KEYS)]
-        with trio.move_on_after(REFRESH_TIMEOUT):
-            await self.kad.refresh(keys)
 
-    async def maintain_routing_table(self) -> None:
-        """Refill the routing table twice while the network forms, then every two minutes."""
+    async def maintain_routing_table(self, fill_now: bool = False) -> None:
+        """Refill the routing table (at once with `fill_now`), twice while the network forms, then
+        every two minutes."""
+        if fill_now:
+            await self.fill_routing_table()
         for delay in (10, 30):
             await trio.sleep(delay)
             await self.fill_routing_table()

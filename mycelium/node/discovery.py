@@ -1,9 +1,10 @@
 """Finding groups for our task and measuring how well their models serve our data.
 
-`GroupDirectory` keeps the group records heard on the task's discovery topic: per group, the
-version a node without history would believe (policy/records.py), bounded in count. `Scout` lists
-the task's groups (DHT index plus directory), pulls the most promising models and evaluates them on
-our validation split; the choice itself is policy/groups.py's.
+`GroupDirectory` keeps the group records heard on the task's discovery topic, shared by peers
+(net/exchange.py) or listed from the DHT: per group, the version a node without history would believe
+(policy/records.py), bounded in count. `Scout` learns the task's groups (asking a few connected peers,
+the directory, the DHT index), pulls the most promising models and evaluates them on our validation
+split; the choice itself is policy/groups.py's.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import logging
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
+from enum import Enum
 
 import trio
 
 from mycelium.errors import InvalidMessage, TransferError
 from mycelium.learn.train import Evaluation
-from mycelium.net.messages import record_from_signed
+from mycelium.net.exchange import ask_groups
+from mycelium.net.messages import decode_group_record, record_from_signed
 from mycelium.net.signing import Signed
 from mycelium.node.services import Services
 from mycelium.policy.groups import Candidate, Memory, paired_edge, worth_evaluating
+from mycelium.policy.peers import PeerId
 from mycelium.policy.records import GroupRecord, JoinPolicy, believe
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,15 @@ log = logging.getLogger(__name__)
 MAX_SEEN_GROUPS = 256
 EVALUATION_DEADLINE = 45.0  # every candidate's pull and evaluation together
 MODEL_PULL_DEADLINE = 30.0
+ASKED_PEERS = 3  # connected peers asked for the groups they know, at each look
+
+
+class Listing(Enum):
+    """When a look at the task's groups also lists the DHT index (slow: seconds at 30 peers)."""
+
+    NEVER = "never"
+    IF_NONE_KNOWN = "if no peer shared a group and none was heard"
+    ALWAYS = "always"
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,14 @@ class GroupDirectory:
         now = self._services.clock()
         return [r for r in self._records.values() if r.expires_at > now]
 
+    def shared(self, task: str, besides: str | None = None) -> list[bytes]:
+        """What we tell a peer that asks for `task`'s groups: signed records, newest first (all but
+        group `besides`)."""
+        if task != self._services.config.task:
+            return []
+        live = (r for r in self.live() if r.group_id != besides)
+        return [r.signed for r in sorted(live, key=lambda r: -r.updated_at)]
+
 
 class Scout:
     def __init__(self, services: Services, directory: GroupDirectory) -> None:
@@ -76,23 +97,50 @@ class Scout:
         self.candidates: list[CandidateView] = []
         self.last_dht_listing = -1e18
         self.listing_seconds = 0.0  # how long the last DHT listing took
+        self.asking_seconds = 0.0  # how long asking connected peers took, at the last look
         self.memory = Memory()  # what evaluating groups taught us (policy/groups.py)
         self.rng = random.Random(services.peer_id.raw)
 
-    async def known_groups(self, ask_dht: bool = True) -> list[GroupRecord]:
-        """Groups of our task with our model: from the DHT and from the discovery topic."""
+    async def known_groups(self, dht: Listing = Listing.IF_NONE_KNOWN) -> list[GroupRecord]:
+        """Groups of our task with our model: shared by a few connected peers (net/exchange.py),
+        heard on the discovery topic and, as `dht` says, listed from the DHT index."""
+        began = self.services.clock()
+        await self._ask_peers()
+        self.asking_seconds = self.services.clock() - began
+        self.listing_seconds = 0.0
+        if dht is Listing.ALWAYS or (dht is Listing.IF_NONE_KNOWN and not self._ours(self.directory.live())):
+            await self._list_dht()
+        return self._ours(self.directory.live())
+
+    def _ours(self, records: list[GroupRecord]) -> list[GroupRecord]:
+        return [r for r in records if r.model_fingerprint == self.services.learner.fingerprint]
+
+    async def _ask_peers(self) -> None:
         services = self.services
-        found: dict[str, GroupRecord] = {}
-        if ask_dht:
-            began = services.clock()
-            for record in await services.registry.list_groups(services.config.task):
-                found[record.group_id] = record
-                self.directory.note(record)
-            self.last_dht_listing = services.clock()
-            self.listing_seconds = self.last_dht_listing - began
-        for record in self.directory.live():
-            found.setdefault(record.group_id, record)
-        return [r for r in found.values() if r.model_fingerprint == services.learner.fingerprint]
+        connected = services.stack.connected_peers()
+        asked = self.rng.sample(connected, min(ASKED_PEERS, len(connected)))
+
+        async def ask(peer: PeerId) -> None:
+            for raw in await ask_groups(services.stack.opener, peer, services.config.task):
+                try:
+                    record = decode_group_record(raw, services.clock())
+                except InvalidMessage as error:
+                    log.debug("%s shared an invalid group record: %s", peer.short, error)
+                    continue
+                if record.task == services.config.task:
+                    self.directory.note(record)
+
+        async with trio.open_nursery() as nursery:
+            for peer in asked:
+                nursery.start_soon(ask, peer)
+
+    async def _list_dht(self) -> None:
+        services = self.services
+        began = services.clock()
+        for record in await services.registry.list_groups(services.config.task):
+            self.directory.note(record)
+        self.last_dht_listing = services.clock()
+        self.listing_seconds = self.last_dht_listing - began
 
     def admits_us(self, record: GroupRecord) -> bool:
         return record.policy is JoinPolicy.OPEN or bool(self.services.config.invite)
@@ -174,5 +222,6 @@ class Scout:
                 ],
                 seconds=round(services.clock() - began, 2),
                 listing_seconds=round(self.listing_seconds, 2),
+                asking_seconds=round(self.asking_seconds, 2),
             )
         return evaluated

@@ -15,11 +15,12 @@ import trio
 
 from mycelium.errors import JoinRefused
 from mycelium.learn import Weights
+from mycelium.net.exchange import serve_groups
 from mycelium.net.gossip import run_topic
 from mycelium.net.join import serve_joins
 from mycelium.node import checkpoint
 from mycelium.node.admission import answer_join
-from mycelium.node.discovery import GroupDirectory, Scout
+from mycelium.node.discovery import GroupDirectory, Listing, Scout
 from mycelium.node.entry import Entry
 from mycelium.node.joining import EntryPoint, entry_points
 from mycelium.node.outcome import Outcome, SplitPlan
@@ -68,6 +69,7 @@ class LearningPeer:
     async def run(self) -> None:
         services = self.services
         serve_joins(services.stack.host, services.key_pair, self._on_join_request)
+        serve_groups(services.stack.host, self._shared_groups)
         ready = trio.Event()
         services.stack.nursery.start_soon(
             run_topic, services.discovery, self.directory.on_signed, ready, services.peer_id
@@ -177,9 +179,17 @@ class LearningPeer:
             if create_now(attempt, crowded, services.config.capacity, random.random()):
                 break
             await trio.sleep(random.uniform(0.0, CREATE_JITTER))
-            candidates = await scout.evaluate(await scout.known_groups(ask_dht=False))
+            candidates = await scout.evaluate(await scout.known_groups(Listing.NEVER))
         model, round_number = self._carried or (services.learner.initial_weights(), 0)
         return self.entry.create(model, round_number)
+
+    def _shared_groups(self, task: str) -> list[bytes]:
+        """The records we share with a peer that asks (net/exchange.py): our own group's first (the
+        discovery topic does not bring us our own announcements), then those we heard."""
+        session = self.session
+        own = session.record if session is not None and session.record.task == task else None
+        heard = self.directory.shared(task, besides=own.group_id if own else None)
+        return [own.signed, *heard] if own else heard
 
     async def _on_join_request(self, request: JoinRequest) -> JoinAnswer:
         session = self.session
@@ -236,8 +246,8 @@ class LearningPeer:
             expected_accuracy=own_score.expected_accuracy,
         )
         # members hear every group's record on the discovery topic; the DHT is asked now and then
-        ask_dht = services.clock() - scout.last_dht_listing >= DHT_LISTING_INTERVAL
-        known = await scout.known_groups(ask_dht)
+        due = services.clock() - scout.last_dht_listing >= DHT_LISTING_INTERVAL
+        known = await scout.known_groups(Listing.ALWAYS if due else Listing.NEVER)
         candidates = await scout.evaluate(known, exclude=session.group_id, baseline=own_score)
         decision = migration_step(self.migration, self.rounds_done, own, candidates, services.config.rules)
         self.migration = decision.state

@@ -50,6 +50,8 @@ class GroupView(Protocol):
 
     async def publish(self, data: bytes) -> None: ...  # on the group topic
 
+    def topic_peers(self) -> int: ...  # peers known to be subscribed to the group topic
+
     async def news(self, timeout: float) -> None: ...  # until a message arrives, or `timeout`
 
 
@@ -136,12 +138,14 @@ async def run_round(
         label_counts=labels,
         manifest_hash=b"" if inline else services.transfer.manifest_hash(key),
     )
-    await view.publish(services.seal(announce))
+    sealed = services.seal(announce)
+    await view.publish(sealed)
+    unheard = sealed if view.topic_peers() == 0 else None  # published into the void: again, later
     announced_at = services.clock()
     progress.enter("collecting")
     progress.announced, progress.contributed = {services.peer_id}, {services.peer_id}
     closed, last_arrival = await _collect(
-        services, view, start, contributions, announced_at, lateness, progress
+        services, view, start, contributions, announced_at, lateness, progress, unheard
     )
     if closed is None:
         return None
@@ -242,8 +246,11 @@ async def _collect(
     announced_at: float,
     lateness: list[float],
     progress: RoundProgress,
+    unheard: bytes | None = None,
 ) -> tuple[Close | None, float]:
-    """Take others' updates for the round until the round-closing policy says stop."""
+    """Take others' updates for the round until the round-closing policy says stop. `unheard`: our
+    announcement, when no peer was subscribed to hear it (a member that joined just before the
+    round: its subscription had not spread yet); it is published again once one is."""
     timing = services.config.timing.rounds
     limit = wait_limit(lateness[-LATENESS_KEPT:], timing)
     started: set[PeerId] = set()
@@ -268,6 +275,9 @@ async def _collect(
 
     async with trio.open_nursery() as fetchers:
         while True:
+            if unheard is not None and view.topic_peers() > 0:
+                await view.publish(unheard)
+                unheard = None
             for author, announce in list(view.announces(number).items()):
                 if author not in started and author != services.peer_id:
                     started.add(author)

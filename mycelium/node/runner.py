@@ -18,9 +18,9 @@ import trio
 from libp2p.crypto.keys import KeyPair
 
 from mycelium.config import NodeConfig
-from mycelium.errors import ConfigError
+from mycelium.errors import ConfigError, MyceliumError, leaf_exceptions
 from mycelium.events import EventLog
-from mycelium.net.host import Stack, open_stack
+from mycelium.net.host import Stack, describe_error, open_stack
 from mycelium.net.identity import load_or_create_identity
 from mycelium.net.registry import Registry
 from mycelium.net.traffic import Traffic
@@ -151,9 +151,10 @@ async def _run_node(
                 log.warning(message)
                 events.emit("bootstrap_retry", message=message)
 
-            reached = await stack.bootstrap(report)
+            # the table fills in the background: a node learns its groups from its peers (node/discovery.py)
+            reached = await stack.bootstrap(report, fill_table=False)
             events.emit("bootstrapped", peers=reached, routing_table=stack.dht.get_routing_table_size())
-        stack.nursery.start_soon(stack.maintain_routing_table)
+        stack.nursery.start_soon(stack.maintain_routing_table, bool(config.net.bootstrap))
         transfer = TransferService(stack.host, stack.opener, BlobStore(), traffic)
         node = RunningNode(config, events, stack, traffic)
         if config.learns:
@@ -280,10 +281,16 @@ async def _run_with_signals(
             nonlocal running
             try:
                 await run_node(config, events, on_start, release)
-            except Exception:
+            except Exception as error:
                 if not isolate:
                     raise
-                log.exception("peer %d (%s) failed; the others carry on", index, config.data_dir)
+                ours = [e for e in leaf_exceptions(error) if isinstance(e, MyceliumError)]
+                reason = str(ours[0]) if ours else describe_error(error)
+                if ours:  # our errors say what went wrong in a line
+                    log.error("peer %d (%s) stopped: %s; the others carry on", index, config.data_dir, reason)
+                else:
+                    log.exception("peer %d (%s) failed; the others carry on", index, config.data_dir)
+                events.emit("failed", error=reason)
                 failed.append(index)
                 deadline.peer_done()
             running -= 1

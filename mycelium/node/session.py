@@ -139,6 +139,9 @@ class GroupSession:
     async def publish(self, data: bytes) -> None:
         await self.services.publish(self.topic, data)
 
+    def topic_peers(self) -> int:
+        return self.topic.peers()
+
     def metrics(self) -> Metrics:
         return Metrics(
             accuracy=self.accuracy if np.isfinite(self.accuracy) else 0.0,

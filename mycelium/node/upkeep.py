@@ -22,7 +22,7 @@ from mycelium.node.outcome import Outcome
 from mycelium.policy.lifecycle import Ending
 from mycelium.policy.membership import Action, Decision
 from mycelium.policy.messages import MergeOffer
-from mycelium.policy.peers import PeerId
+from mycelium.policy.peers import PeerId, in_peer_order
 from mycelium.policy.records import GroupRecord
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 RECHECK_TIMEOUT = 8.0
 REJOIN_ATTEMPTS = 3  # failed in-session rejoins before the session ends (the node then joins from outside)
 DIALS_PER_RECHECK = 8
+MEMBER_DIALS = 4  # dials started per tick to listed members we are not connected to
+MEMBER_REDIAL = 10.0  # seconds before a member that we could not reach is dialled again
 MERGE_FETCH_DEADLINE = 30.0
 
 _REJOIN_ENDINGS = {"evicted": Ending.EVICTED, "merge": Ending.MERGE}
@@ -108,6 +110,7 @@ class Upkeep:
         self._session = session
         self._busy: set[Action] = set()  # slow actions (DHT reads, joins, model pulls) run in the background
         self._rejoin_failures = 0
+        self._dialled: dict[PeerId, float] = {}  # members we dialled, and when (listed members only)
 
     async def run(self) -> None:
         session = self._session
@@ -118,7 +121,29 @@ class Upkeep:
             if decision.action is Action.NONE and session.record_due and membership.is_leader:
                 decision = Decision(Action.WRITE_RECORD, members=membership.members_to_list(services.clock()))
             await self._carry_out(decision)
+            self._connect_members()
             await trio.sleep(period)
+
+    def _connect_members(self) -> None:
+        """Dial the listed members we are not connected to, in the background: the group's gossip
+        mesh and the pulls of a round run over direct connections, and nothing else makes them
+        (seen with a connection floor of 16 in a 30-peer mesh: a member connected to 4 peers heard
+        3 of 10 updates in round 0)."""
+        session = self._session
+        services, membership = session.services, session.membership
+        now = services.clock()
+        listed = membership.listed
+        self._dialled = {p: t for p, t in self._dialled.items() if p in listed}
+        due = [
+            peer
+            for peer in in_peer_order(listed)
+            if peer != services.peer_id
+            and not services.stack.is_connected(peer)
+            and now - self._dialled.get(peer, -1e18) >= MEMBER_REDIAL
+        ]
+        for peer in due[:MEMBER_DIALS]:
+            self._dialled[peer] = now
+            session.background.start_soon(services.stack.dial, peer, membership.addrs_of(peer))
 
     async def _carry_out(self, decision: Decision) -> None:
         session = self._session

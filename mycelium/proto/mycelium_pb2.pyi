@@ -259,6 +259,20 @@ class MergeOffer(_message.Message):
     live_members: int
     def __init__(self, group_id: _Optional[str] = ..., seq: _Optional[int] = ..., sent_at: _Optional[float] = ..., part_record: _Optional[bytes] = ..., other_digest: _Optional[bytes] = ..., own_score: _Optional[float] = ..., other_score: _Optional[float] = ..., live_members: _Optional[int] = ...) -> None: ...
 
+class GroupsQuery(_message.Message):
+    __slots__ = ("task", "limit")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    limit: int
+    def __init__(self, task: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class GroupsAnswer(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, records: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
 class TensorBlob(_message.Message):
     __slots__ = ("name", "shape", "codec", "scale", "data")
     NAME_FIELD_NUMBER: _ClassVar[int]
