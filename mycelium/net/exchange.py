@@ -19,7 +19,7 @@ from libp2p.custom_types import TProtocol
 
 from mycelium.net.framing import FrameReader, frame
 from mycelium.net.messages import MAX_GROUP_RECORD_BYTES
-from mycelium.net.streams import StreamOpener
+from mycelium.net.streams import StreamOpener, reset_quietly
 from mycelium.policy.peers import PeerId
 from mycelium.proto import decode_exact
 from mycelium.proto import mycelium_pb2 as pb
@@ -49,11 +49,7 @@ def serve_groups(host: IHost, records_for: RecordsFor) -> None:
             await stream.close()
         except Exception as error:  # noqa: BLE001 - a bad query must not hurt us
             log.debug("groups query failed: %s", error)
-            with trio.move_on_after(1):
-                try:
-                    await stream.reset()
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
+            await reset_quietly(stream)
 
     host.set_stream_handler(PROTOCOL, handle)
 

@@ -38,7 +38,7 @@ from mycelium.errors import BootstrapError, ConfigError, leaf_exceptions
 from mycelium.net import peer_records, tuning
 from mycelium.net.kademlia import client_for
 from mycelium.net.registry import RecordValidator
-from mycelium.net.streams import StreamOpener
+from mycelium.net.streams import StreamOpener, reset_quietly
 from mycelium.net.traffic import Traffic
 from mycelium.policy.peers import PeerId
 from mycelium.policy.records import NAMESPACE
@@ -360,11 +360,7 @@ class SturdyPubsub(Pubsub):
         except DecodeError as error:
             peer = stream.muxed_conn.peer_id
             log.debug("malformed pubsub RPC from %s: %s", peer, error)
-            with trio.move_on_after(1):
-                try:
-                    await stream.reset()
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
+            await reset_quietly(stream)
             self._handle_dead_peer(peer)
 
 

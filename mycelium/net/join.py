@@ -24,7 +24,7 @@ from mycelium.net.messages import (
     join_request_to_pb,
 )
 from mycelium.net.signing import Kind, open_envelope, seal
-from mycelium.net.streams import StreamOpener, StreamOpenError
+from mycelium.net.streams import StreamOpener, StreamOpenError, reset_quietly
 from mycelium.policy.messages import JoinAnswer, JoinRequest
 from mycelium.policy.peers import PeerId
 
@@ -52,11 +52,7 @@ def serve_joins(host: IHost, key_pair: KeyPair, decide: JoinHandler) -> None:
             await stream.close()
         except Exception as error:  # noqa: BLE001 - a bad request must not hurt the member
             log.debug("join request failed: %s", error)
-            with trio.move_on_after(1):
-                try:
-                    await stream.reset()
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
+            await reset_quietly(stream)
 
     host.set_stream_handler(PROTOCOL, handle)
 

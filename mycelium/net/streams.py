@@ -33,6 +33,15 @@ DROP_TIMEOUT = 5.0
 OutcomeChannel = trio.MemorySendChannel["INetStream | BaseException"]
 
 
+async def reset_quietly(stream: INetStream) -> None:
+    """Reset a stream we are done with because something went wrong; at most a second, never raises."""
+    with trio.move_on_after(1):
+        try:
+            await stream.reset()
+        except Exception as error:  # noqa: BLE001 - already gone
+            log.debug("stream reset: %s", error)
+
+
 class StreamOpenError(Exception):
     """The stream could not be opened (the message says why); the peer may be unreachable or wedged."""
 
@@ -76,11 +85,7 @@ class StreamOpener:
                 send.send_nowait(outcome)
             except (trio.BrokenResourceError, trio.WouldBlock):
                 if not isinstance(outcome, BaseException):  # the caller gave up: nobody will use it
-                    with trio.move_on_after(1):
-                        try:
-                            await outcome.reset()
-                        except Exception:  # noqa: BLE001 - already gone
-                            pass
+                    await reset_quietly(outcome)
         finally:
             self._in_flight[peer] -= 1
             if self._in_flight[peer] <= 0:

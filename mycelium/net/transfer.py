@@ -36,7 +36,7 @@ from libp2p.peer.id import ID
 from mycelium.errors import InvalidMessage, TransferError
 from mycelium.net import tuning
 from mycelium.net.framing import FrameReader, frame
-from mycelium.net.streams import StreamOpener, StreamOpenError
+from mycelium.net.streams import StreamOpener, StreamOpenError, reset_quietly
 from mycelium.net.traffic import NetCall, Traffic
 from mycelium.policy.chunks import (
     ChunkBook,
@@ -228,7 +228,7 @@ class TransferService:
             await stream.close()
         except Exception as error:  # noqa: BLE001 - whatever the puller did
             log.debug("serving %s failed: %s", what, error)
-            await _reset_quietly(stream)
+            await reset_quietly(stream)
 
     async def _handle_swarm(self, stream: INetStream) -> None:
         await self._serving(stream, lambda: self._serve_swarm(stream), "a swarm pull")
@@ -456,7 +456,7 @@ class TransferService:
                 if pull.book is not None:
                     pull.book.released(holder, list(pull.book.in_flight))
                 with trio.CancelScope(shield=True):  # also when the pull is complete and cancels us
-                    await _reset_quietly(stream)
+                    await reset_quietly(stream)
             await trio.sleep(RETRY_DELAY)  # busy: ask again on a fresh stream
 
     async def _swarm_from(
@@ -623,12 +623,4 @@ class TransferService:
                 received += chunk.data
                 self._traffic.bytes_in += len(chunk.data)
         finally:
-            await _reset_quietly(stream)
-
-
-async def _reset_quietly(stream: INetStream) -> None:
-    with trio.move_on_after(1):
-        try:
-            await stream.reset()
-        except Exception as error:  # noqa: BLE001 - already gone
-            log.debug("stream reset: %s", error)
+            await reset_quietly(stream)
