@@ -1,10 +1,10 @@
 """`mycelium mesh`: N node processes on loopback, one live view, a summary at the end.
 
 Node 0 is the bootstrap peer (and a learner); every later node bootstraps from up to three random
-nodes that are already listening. The rest start in waves of at least three groups' capacity (whole
-processes, `--peers-per-process`): a wave starts once every earlier node holds a group, so that
-each wave finds the groups the earlier ones formed instead of all asking the first group's leader
-at once. Node i holds shard i (with `rotated:K` its data is rotated by 90°·(i mod K)).
+nodes that are already listening. With `--peers-per-process` K > 1 the rest start in waves of at
+least one group's capacity (whole processes): a wave starts once every earlier node holds a group,
+so that each wave finds the groups the earlier ones formed instead of all asking the first group's
+leader at once. Node i holds shard i (with `rotated:K` its data is rotated by 90°·(i mod K)).
 Children die with the launcher (PR_SET_PDEATHSIG) and are stopped on Ctrl-C, so none outlives it.
 """
 
@@ -37,7 +37,6 @@ ROUND_INTERVAL_PER_NODE = 0.2  # seconds
 MAX_PROCESSES = 64
 MAX_PEERS = 512
 PR_SET_PDEATHSIG = 1
-GROUPS_PER_WAVE = 3  # peers started at once: 30 fill three groups on 2 cores, 100 at once do not
 BOOTSTRAP_PEERS = 3  # listening nodes each new node may bootstrap through (one busy one is not enough)
 
 
@@ -347,13 +346,23 @@ class Mesh:
                 live.update(self._view())
             time.sleep(POLL)
 
+    def _wave_size(self) -> int:
+        """Shared processes bring their peers up within a second of each other: a wave of one group's
+        capacity (its overflow creates the group the next wave joins). One process a peer comes up
+        over tens of seconds on its own (each imports torch): all at once; waves made 30 of them
+        reach round 0 in 114 s instead of 78-86 s (benchmarks/RESULTS.md, "Third pass")."""
+        return self.args.capacity if self.args.peers_per_process > 1 else self.args.nodes
+
     def _release_together(self, live: Live | None) -> None:
         """Start every node's first round at once, when all are in a group (or after a timeout)."""
         self._wait_until_holding(live)
         for process in self._processes():
             if process.poll() is None:
                 process.send_signal(signal.SIGUSR1)
-        self.state.log.append(f"released {len(self.children)} nodes after {time.time() - self.started:.0f} s")
+        released = f"released {len(self.children)} nodes after {time.time() - self.started:.0f} s"
+        self.state.log.append(released)
+        if live is None:
+            print_line(self.console, f"mycelium mesh: {released}")
 
     def _apply_churn(self) -> None:
         reached = self.state.max_round() + 1  # rounds completed by the most advanced node
@@ -418,8 +427,7 @@ class Mesh:
                 self.state.log.append(f"explorer at {url}")
                 print(f"mycelium mesh: explorer at {url}", file=sys.stderr, flush=True)
             self._wait_for(first, "joined", 120)
-            wave_size = GROUPS_PER_WAVE * self.args.capacity
-            for wave in waves(batches(1, self.args.nodes, self.args.peers_per_process), wave_size):
+            for wave in waves(batches(1, self.args.nodes, self.args.peers_per_process), self._wave_size()):
                 for indices in wave:
                     self._start_process(indices, self.args.rounds, hold=True)
                 self._read_events()
