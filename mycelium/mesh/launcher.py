@@ -328,11 +328,11 @@ class Mesh:
             time.sleep(POLL)
         raise ConfigError(f"node {child.index} did not report '{kind}' within {timeout:.0f} s")
 
-    def _wait_until_holding(self, live: Live | None, timeout: float | None = None) -> None:
-        """Until every running node holds a group (at --hold), or `timeout` (default: 60 s + 6 s a
-        node): a wave of newcomers then finds the groups the earlier ones formed, instead of every
-        peer asking the first group's leader at once (on 2 cores, 99 at once got nothing answered)."""
-        deadline = time.time() + (60 + 6 * len(self.children) if timeout is None else timeout)
+    def _wait_until_holding(self, live: Live | None) -> None:
+        """Until every running node holds a group (at --hold), or for 60 s + 6 s a node: a wave of
+        newcomers then finds the groups the earlier ones formed, instead of every peer asking the
+        first group's leader at once (on 2 cores, 99 at once got few answers in time)."""
+        deadline = time.time() + 60 + 6 * len(self.children)
         while time.time() < deadline:
             self._read_events()
             waiting = [

@@ -96,7 +96,7 @@ class Scout:
         self.directory = directory
         self.candidates: list[CandidateView] = []
         self.last_dht_listing = -1e18
-        self.listing_seconds = 0.0  # how long the last DHT listing took
+        self.listing_seconds = 0.0  # how long listing the DHT took, at the last look (0: not listed)
         self.asking_seconds = 0.0  # how long asking connected peers took, at the last look
         self.memory = Memory()  # what evaluating groups taught us (policy/groups.py)
         self.rng = random.Random(services.peer_id.raw)
