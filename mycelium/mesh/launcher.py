@@ -427,11 +427,13 @@ class Mesh:
                 self.state.log.append(f"explorer at {url}")
                 print(f"mycelium mesh: explorer at {url}", file=sys.stderr, flush=True)
             self._wait_for(first, "joined", 120)
-            for wave in waves(batches(1, self.args.nodes, self.args.peers_per_process), self._wave_size()):
+            processes = batches(1, self.args.nodes, self.args.peers_per_process)
+            for number, wave in enumerate(waves(processes, self._wave_size())):
+                if number:
+                    self._wait_until_holding(live)  # the earlier waves are in their groups
                 for indices in wave:
                     self._start_process(indices, self.args.rounds, hold=True)
                 self._read_events()
-                self._wait_until_holding(live)
             self._release_together(live)
             last_line = 0.0
             while self._running():

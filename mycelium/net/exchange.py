@@ -19,7 +19,7 @@ from libp2p.custom_types import TProtocol
 
 from mycelium.net.framing import FrameReader, frame
 from mycelium.net.messages import MAX_GROUP_RECORD_BYTES
-from mycelium.net.streams import StreamOpener, reset_quietly
+from mycelium.net.streams import StreamOpener, close_quietly, reset_quietly
 from mycelium.policy.peers import PeerId
 from mycelium.proto import decode_exact
 from mycelium.proto import mycelium_pb2 as pb
@@ -67,8 +67,7 @@ async def ask_groups(
                 await stream.write(frame(query.SerializeToString()))
                 raw = await FrameReader(stream).read_frame(MAX_ANSWER_BYTES)
             finally:
-                with trio.move_on_after(1):
-                    await stream.close()
+                await close_quietly(stream)
             return list(decode_exact(pb.GroupsAnswer, raw).records)[:MAX_SHARED_RECORDS]
         except Exception as error:  # noqa: BLE001 - unreachable, foreign, or a bad answer
             log.debug("groups query to %s failed: %s", peer.short, error)

@@ -49,7 +49,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from libp2p.records.validator import Validator
 
 from mycelium.net.framing import FrameReader, frame
-from mycelium.net.streams import StreamOpener
+from mycelium.net.streams import StreamOpener, close_quietly
 from mycelium.policy.lookup import BETA, K, Lookup
 from mycelium.policy.peers import PeerId
 
@@ -104,7 +104,7 @@ class StreamPool:
             self._discard(pooled)
             raise
         if self._nursery is None:
-            await _close_quietly(pooled.stream, graceful=True)
+            await close_quietly(pooled.stream, graceful=True)
         elif peer in self._idle or len(self._idle) >= MAX_IDLE_STREAMS:
             self._discard(pooled, graceful=True)
         else:
@@ -116,7 +116,7 @@ class StreamPool:
         """Close in the background (a failed stream's reset may block: streams.py)."""
         if self._nursery is None:
             return  # short-lived tools: the connection's close takes it with it
-        self._nursery.start_soon(_close_quietly, pooled.stream, graceful)
+        self._nursery.start_soon(close_quietly, pooled.stream, graceful)
 
     async def _reap(self) -> None:
         while True:
@@ -126,14 +126,6 @@ class StreamPool:
                 if now - pooled.idle_since > IDLE_SECONDS:
                     del self._idle[peer]
                     self._discard(pooled, graceful=True)
-
-
-async def _close_quietly(stream: INetStream, graceful: bool) -> None:
-    with trio.move_on_after(1):
-        try:
-            await (stream.close() if graceful else stream.reset())
-        except Exception as error:  # noqa: BLE001 - already gone
-            log.debug("kad stream close: %s", error)
 
 
 class KadClient:

@@ -35,11 +35,16 @@ OutcomeChannel = trio.MemorySendChannel["INetStream | BaseException"]
 
 async def reset_quietly(stream: INetStream) -> None:
     """Reset a stream we are done with because something went wrong; at most a second, never raises."""
+    await close_quietly(stream, graceful=False)
+
+
+async def close_quietly(stream: INetStream, graceful: bool = True) -> None:
+    """Close a stream we are done with (reset it unless `graceful`); at most a second, never raises."""
     with trio.move_on_after(1):
         try:
-            await stream.reset()
+            await (stream.close() if graceful else stream.reset())
         except Exception as error:  # noqa: BLE001 - already gone
-            log.debug("stream reset: %s", error)
+            log.debug("stream %s: %s", "close" if graceful else "reset", error)
 
 
 class StreamOpenError(Exception):
