@@ -11,38 +11,44 @@ import pytest
 
 from mycelium.errors import ConfigError
 from mycelium.mesh.launcher import Mesh, batches, process_count, waves
-from mycelium.mesh.peers import peer_spec, read_spec
+from mycelium.mesh.peers import PeerSpec, peer_spec, read_spec, start_line, with_start_line
 from mycelium.node.runner import ExitDeadline
 from mycelium.ui.cli import main_parser
 
 
 @pytest.mark.parametrize(
     ("nodes", "per_process", "processes"),
-    [(1, 1, 1), (1, 10, 1), (4, 1, 4), (4, 2, 3), (30, 10, 4), (100, 10, 11), (100, 25, 5), (100, 99, 2)],
+    [(1, 1, 1), (1, 10, 1), (4, 1, 4), (4, 2, 3), (30, 10, 4), (100, 10, 11), (100, 25, 5), (100, 99, 3)],
 )
 def test_node_0_runs_alone_and_the_rest_k_a_process(nodes: int, per_process: int, processes: int) -> None:
     assert process_count(nodes, per_process) == processes
-    assert len(batches(1, nodes, per_process)) + 1 == processes
+    assert len(batches(nodes, per_process)) + 1 == processes
 
 
 @pytest.mark.parametrize(
-    ("first", "last", "per_process", "expected"),
-    [(1, 4, 2, [[1, 2], [3]]), (1, 2, 5, [[1]]), (1, 1, 3, []), (3, 9, 3, [[3, 4, 5], [6, 7, 8]])],
+    ("nodes", "per_process", "expected"),
+    [
+        (4, 2, [[1], [2, 3]]),
+        (2, 5, [[1]]),
+        (1, 3, []),
+        (4, 1, [[1], [2], [3]]),
+        (9, 3, [[1, 2], [3, 4, 5], [6, 7, 8]]),
+    ],
 )
-def test_batches_cover_every_index_once_in_order(
-    first: int, last: int, per_process: int, expected: list[list[int]]
+def test_batches_cover_every_index_once_in_runs_counted_from_node_0(
+    nodes: int, per_process: int, expected: list[list[int]]
 ) -> None:
-    assert [list(batch) for batch in batches(first, last, per_process)] == expected
+    assert [list(batch) for batch in batches(nodes, per_process)] == expected
 
 
 @pytest.mark.parametrize(
     ("nodes", "per_process", "capacity", "sizes"),
     [
         (10, 1, 10, [9]),  # the README's mesh: one wave, as before
-        (30, 1, 10, [10, 10, 9]),
-        (30, 10, 10, [10, 10, 9]),
-        (100, 25, 10, [25, 25, 25, 24]),  # a process is never split
-        (100, 4, 10, [12, 12, 12, 12, 12, 12, 12, 12, 3]),
+        (30, 1, 10, [9, 10, 10]),  # node 0 and the first wave fill the first group
+        (30, 10, 10, [9, 10, 10]),
+        (100, 25, 10, [24, 25, 25, 25]),  # a process is never split
+        (100, 4, 10, [11, 12, 12, 12, 12, 12, 12, 12, 4]),
         (2, 1, 10, [1]),
         (1, 1, 10, []),
     ],
@@ -50,7 +56,7 @@ def test_batches_cover_every_index_once_in_order(
 def test_waves_bring_at_least_size_peers_each_and_never_split_a_process(
     nodes: int, per_process: int, capacity: int, sizes: list[int]
 ) -> None:
-    processes = batches(1, nodes, per_process)
+    processes = batches(nodes, per_process)
     grouped = waves(processes, capacity)
     assert [sum(map(len, wave)) for wave in grouped] == sizes
     assert [p for wave in grouped for p in wave] == processes
@@ -81,10 +87,47 @@ def test_a_hundred_peers_ten_a_process_are_accepted(tmp_path: Path) -> None:
 
 def test_a_peer_spec_reads_back_as_written() -> None:
     argvs = [["--data-dir", "a", "--events", "a.jsonl"], ["--data-dir", "b", "--events", "b.jsonl"]]
-    assert read_spec(peer_spec(argvs)) == argvs
+    assert read_spec(peer_spec(argvs)).argvs == argvs
+    assert read_spec(peer_spec(argvs, wait_for_start=True)) == PeerSpec(argvs, wait_for_start=True)
 
 
-@pytest.mark.parametrize("text", ["", "[]", '{"peers": []}', '{"peers": "x"}', '{"peers": [1]}', '{"x": 1}'])
+def test_a_start_line_gives_each_waiting_peer_its_bootstrap_peers() -> None:
+    spec = PeerSpec([["--events", "a.jsonl"], ["--events", "b.jsonl"]], wait_for_start=True)
+    line = start_line(
+        [["/ip4/127.0.0.1/tcp/1/p2p/A"], ["/ip4/127.0.0.1/tcp/2/p2p/B", "/ip4/127.0.0.1/tcp/3/p2p/C"]]
+    )
+    assert with_start_line(spec, line.decode()) == [
+        ["--events", "a.jsonl", "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/A"],
+        [
+            "--events",
+            "b.jsonl",
+            "--bootstrap",
+            "/ip4/127.0.0.1/tcp/2/p2p/B",
+            "--bootstrap",
+            "/ip4/127.0.0.1/tcp/3/p2p/C",
+        ],
+    ]
+
+
+@pytest.mark.parametrize("line", ["", "start", '{"bootstrap": [[]]}', '{"bootstrap": "x"}'])
+def test_a_bad_start_line_is_one_clear_error(line: str) -> None:
+    spec = PeerSpec([["--events", "a.jsonl"], ["--events", "b.jsonl"]], wait_for_start=True)
+    with pytest.raises(ConfigError, match="start line"):
+        with_start_line(spec, line)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "[]",
+        '{"peers": []}',
+        '{"peers": "x"}',
+        '{"peers": [1]}',
+        '{"x": 1}',
+        '{"peers": [[]], "wait_for_start": 1}',
+    ],
+)
 def test_a_bad_peer_spec_is_one_clear_error(text: str) -> None:
     with pytest.raises(ConfigError, match="peers spec"):
         read_spec(text)
@@ -107,8 +150,11 @@ def test_the_exit_deadline_of_a_shared_process_waits_for_its_last_peer() -> None
 
 
 def test_four_peers_two_a_process_each_train_and_log_their_own_events(tmp_path: Path) -> None:
+    """Groups of two: node 0 and node 1 are the first wave; nodes 2 and 3 share a process that
+    loads while the first wave forms and starts on its start line."""
     out = tmp_path / "run"
     command = [sys.executable, "-m", "mycelium", "mesh", "--nodes", "4", "--peers-per-process", "2"]
+    command += ["--capacity", "2"]
     result = subprocess.run(
         [*command, "--rounds", "3", "--out", str(out), "--json"], capture_output=True, text=True, timeout=120
     )
@@ -118,10 +164,12 @@ def test_four_peers_two_a_process_each_train_and_log_their_own_events(tmp_path: 
     assert len({n["peer_id"] for n in summary["nodes"]}) == 4
     for node in summary["nodes"]:
         assert node["rounds"] >= 3 and node["status"] == "finished" and node["exit_code"] == 0
-    shared = read_spec((out / "nodes" / "node-1" / "peers.json").read_text())  # nodes 1 and 2: one process
-    assert [argv[argv.index("--data-dir") + 1] for argv in shared] == [
-        str(out / "nodes" / f"node-{i}" / "data") for i in (1, 2)
+    shared = read_spec((out / "nodes" / "node-2" / "peers.json").read_text())  # nodes 2 and 3: one process
+    assert shared.wait_for_start
+    assert [argv[argv.index("--data-dir") + 1] for argv in shared.argvs] == [
+        str(out / "nodes" / f"node-{i}" / "data") for i in (2, 3)
     ]
+    assert sorted(map(len, summary["groups"].values())) == [2, 2]  # the second wave found the first full
     for index in range(4):
         lines = (out / "nodes" / f"node-{index}" / "events.jsonl").read_text().splitlines()
         events = [json.loads(line) for line in lines]

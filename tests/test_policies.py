@@ -615,7 +615,7 @@ def test_a_group_of_five_is_read_at_its_bipartition_only() -> None:
 @pytest.mark.parametrize(
     ("attempt", "crowded", "draw", "creates"),
     [
-        (0, False, 0.0, False),  # alone: one more look first
+        (0, False, 0.0, False),  # alone: one more look first (somebody may be founding one)
         (1, False, 0.99, True),
         (0, True, 0.05, True),  # a crowd: about one in `capacity` creates at once
         (0, True, 0.15, False),
@@ -629,3 +629,8 @@ def test_in_a_crowd_few_nodes_create_a_group_at_once(
     attempt: int, crowded: bool, draw: float, creates: bool
 ) -> None:
     assert create_now(attempt, crowded, capacity=10, draw=draw) is creates
+
+
+def test_a_node_with_no_peer_at_all_creates_at_its_first_look() -> None:
+    assert create_now(0, crowded=False, capacity=10, draw=0.99, connected=False)
+    assert not create_now(0, crowded=False, capacity=10, draw=0.99, connected=True)

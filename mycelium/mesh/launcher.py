@@ -2,15 +2,17 @@
 
 Node 0 is the bootstrap peer (and a learner); every later node bootstraps from up to three random
 nodes that are already listening. With `--peers-per-process` K > 1 the rest start in waves of at
-least one group's capacity (whole processes): a wave starts once every earlier node holds a group,
-so that each wave finds the groups the earlier ones formed instead of all asking the first group's
-leader at once. Node i holds shard i (with `rotated:K` its data is rotated by 90°·(i mod K)).
+least one group's capacity (whole processes, node 0 counted in the first): a wave starts once every
+earlier node holds a group, so that each wave finds the groups the earlier ones formed instead of
+all asking the first group's leader at once; its processes have loaded meanwhile. Node i holds
+shard i (with `rotated:K` its data is rotated by 90°·(i mod K)).
 Children die with the launcher (PR_SET_PDEATHSIG) and are stopped on Ctrl-C, so none outlives it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import random
@@ -134,22 +136,28 @@ def _churn(items: list[str], flag: str) -> list[tuple[int, int]]:
 
 def process_count(nodes: int, per_process: int) -> int:
     """OS processes for `nodes` peers: node 0 alone (the first bootstrap peer), the rest K a process."""
-    return 1 + -(-(nodes - 1) // per_process)
+    return 1 + len(batches(nodes, per_process))
 
 
-def batches(first: int, last: int, per_process: int) -> list[range]:
-    """Indices `first`..`last - 1` in runs of `per_process`: one process each."""
-    return [range(start, min(start + per_process, last)) for start in range(first, last, per_process)]
+def batches(nodes: int, per_process: int) -> list[range]:
+    """Indices 1..`nodes - 1`, one process each run: runs of `per_process` counted from node 0, so
+    that the first (node 0 runs alone) is one short and, with K = capacity, node 0 and the first
+    process fill one group, the next process the next group."""
+    runs = (range(max(start, 1), min(start + per_process, nodes)) for start in range(0, nodes, per_process))
+    return [run for run in runs if run]
 
 
 def waves(processes: list[range], size: int) -> list[list[range]]:
-    """The processes in start order, grouped so that each wave brings at least `size` peers; the
-    last wave may bring fewer."""
+    """The processes in start order, grouped so that each wave brings at least `size` peers, node 0
+    counted in the first; the last wave may bring fewer."""
     grouped: list[list[range]] = [[]]
+    count = 1  # node 0
     for indices in processes:
-        if sum(map(len, grouped[-1])) >= size:
+        if count >= size:
             grouped.append([])
+            count = 0
         grouped[-1].append(indices)
+        count += len(indices)
     return [wave for wave in grouped if wave]
 
 
@@ -206,6 +214,7 @@ class Mesh:
         self.total = args.nodes + sum(count for _, count in self.joins)
         self.out = Path(args.out)
         self.children: dict[int, Child] = {}
+        self.gated: set[subprocess.Popen[bytes]] = set()  # loaded, waiting for their wave
         self.explorer = Explorer(self.out, _web_address(args.web)) if args.web else None
         self.state = MeshState()
         self.rng = random.Random(args.seed)
@@ -253,24 +262,25 @@ class Mesh:
     def _start(self, index: int, rounds: int, hold: bool = False) -> Child:
         return self._start_process(range(index, index + 1), rounds, hold)[0]
 
-    def _start_process(self, indices: range, rounds: int, hold: bool = False) -> list[Child]:
-        """One OS process for the peers `indices`: `mycelium node` for one, ui/peers.py for more."""
-        listening = [c for c in self.children.values() if c.addr and c.process.poll() is None]
+    def _start_process(
+        self, indices: range, rounds: int, hold: bool = False, gated: bool = False
+    ) -> list[Child]:
+        """One OS process for the peers `indices`: `mycelium node` for one, ui/peers.py for more
+        (and for a `gated` one: it loads, then waits for `_open_gate`)."""
         argvs = []
         for index in indices:
             node_dir = self.out / "nodes" / f"node-{index}"
             (node_dir / "data").mkdir(parents=True, exist_ok=True)
             (node_dir / "events.jsonl").unlink(missing_ok=True)
-            bootstrap = [c.addr for c in self.rng.sample(listening, min(BOOTSTRAP_PEERS, len(listening)))]
-            argvs.append(self._node_args(index, bootstrap, rounds, hold))
+            argvs.append(self._node_args(index, [] if gated else self._bootstrap_peers(), rounds, hold))
         first_dir = self.out / "nodes" / f"node-{indices[0]}"
-        if len(indices) == 1:
+        if len(indices) == 1 and not gated:
             command = [sys.executable, "-m", "mycelium", "node", *argvs[0]]
         else:
             from mycelium.mesh.peers import peer_spec
 
             spec = first_dir / "peers.json"
-            spec.write_text(peer_spec(argvs))
+            spec.write_text(peer_spec(argvs, wait_for_start=gated))
             command = [sys.executable, "-m", "mycelium.ui.peers", str(spec)]
         stderr_path = first_dir / "stderr.log"  # the process's: shared by its peers
         with stderr_path.open("wb") as stderr:
@@ -278,9 +288,11 @@ class Mesh:
                 command,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - only libc prctl, before exec
             )
+        if gated:
+            self.gated.add(process)
         started = []
         for index in indices:
             events = self.out / "nodes" / f"node-{index}" / "events.jsonl"
@@ -289,6 +301,22 @@ class Mesh:
             self.state.add_node(index, shard=index, rotation=self.partition.rotation_of(index))
             started.append(child)
         return started
+
+    def _bootstrap_peers(self) -> list[str]:
+        listening = [c for c in self.children.values() if c.addr and c.process.poll() is None]
+        return [c.addr for c in self.rng.sample(listening, min(BOOTSTRAP_PEERS, len(listening)))]
+
+    def _open_gate(self, process: subprocess.Popen[bytes]) -> None:
+        """Let a gated process start its peers, each with bootstrap peers that listen now."""
+        from mycelium.mesh.peers import start_line
+
+        peers = sum(1 for c in self.children.values() if c.process is process)
+        line = start_line([self._bootstrap_peers() for _ in range(peers)])
+        self.gated.discard(process)
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):  # it exited meanwhile: the poll reports it
+                process.stdin.write(line)
+                process.stdin.close()
 
     def _processes(self) -> list[subprocess.Popen[bytes]]:
         """Every OS process once, however many peers it runs."""
@@ -338,7 +366,9 @@ class Mesh:
             waiting = [
                 self.state.nodes[c.index]
                 for c in self.children.values()
-                if c.process.poll() is None and self.state.nodes[c.index].status != "exited"
+                if c.process.poll() is None
+                and c.process not in self.gated
+                and self.state.nodes[c.index].status != "exited"
             ]
             if all(node.holding for node in waiting):
                 return
@@ -352,6 +382,27 @@ class Mesh:
         over tens of seconds on its own (each imports torch): all at once; waves made 30 of them
         reach round 0 in 114 s instead of 78-86 s (benchmarks/RESULTS.md, "Third pass")."""
         return self.args.capacity if self.args.peers_per_process > 1 else self.args.nodes
+
+    def _start_in_waves(self, live: Live | None) -> None:
+        """Start nodes 1.. wave by wave; each wave's processes load (torch, data) while the wave
+        before forms its groups, and start their peers once it has (2.5-4.5 s of imports saved a
+        wave on 2 cores)."""
+        planned = waves(batches(self.args.nodes, self.args.peers_per_process), self._wave_size())
+        loading: list[subprocess.Popen[bytes]] = []
+        for number, wave in enumerate(planned):
+            if number:
+                self._wait_until_holding(live)  # the earlier waves are in their groups
+                for process in loading:
+                    self._open_gate(process)
+            else:
+                for indices in wave:
+                    self._start_process(indices, self.args.rounds, hold=True)
+            following = planned[number + 1] if number + 1 < len(planned) else []
+            loading = [
+                self._start_process(indices, self.args.rounds, hold=True, gated=True)[0].process
+                for indices in following
+            ]
+            self._read_events()
 
     def _release_together(self, live: Live | None) -> None:
         """Start every node's first round at once, when all are in a group (or after a timeout)."""
@@ -427,13 +478,7 @@ class Mesh:
                 self.state.log.append(f"explorer at {url}")
                 print(f"mycelium mesh: explorer at {url}", file=sys.stderr, flush=True)
             self._wait_for(first, "joined", 120)
-            processes = batches(1, self.args.nodes, self.args.peers_per_process)
-            for number, wave in enumerate(waves(processes, self._wave_size())):
-                if number:
-                    self._wait_until_holding(live)  # the earlier waves are in their groups
-                for indices in wave:
-                    self._start_process(indices, self.args.rounds, hold=True)
-                self._read_events()
+            self._start_in_waves(live)
             self._release_together(live)
             last_line = 0.0
             while self._running():

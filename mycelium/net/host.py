@@ -54,7 +54,7 @@ RANDOM_REFRESH_KEYS = 2
 REFRESH_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 2.0
 MIN_CONNECTIONS = 4  # below this, py-libp2p's auto-connector looks every 10 s instead of every 30 s
-LOW_WATERMARK = 16  # the auto-connector dials known peers only while we have fewer connections
+LOW_WATERMARK = 8  # the auto-connector dials known peers only while we have fewer connections
 SHUTDOWN_TIMEOUT = 3.0  # after disconnecting: stopping services and listeners
 
 

@@ -15,8 +15,9 @@ both answer many requests on one stream):
   background (Kademlia's entry correction).
 - put: an iterative FIND_NODE lookup that ends once the beta (3) closest have answered, as
   go-libp2p's does, then PUT_VALUE to the k closest known, all at once.
-- refresh (the routing table's upkeep): FIND_NODE lookups for our own id (Kademlia's join) and
-  a few random keys at once; every peer that answered goes into the routing table. py-libp2p's
+- refresh (the routing table's upkeep): FIND_NODE for our own id (Kademlia's join) and a few
+  random keys, first one hop through the peers we are connected to, full lookups (all at once)
+  only while the table holds fewer than K / 2 peers (`KadClient.refresh`). py-libp2p's
   `refresh_routing_table` runs its lookups one after another over fresh streams and took the whole
   20 s we gave it in a 30-node mesh, at every node, while the mesh was forming.
 - streams are kept per peer for `IDLE_SECONDS` after use and reused by the next request. A
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 
 RPC_TIMEOUT = 4.0
 IDLE_SECONDS = 1.0
+MAX_REFRESH_PEERS = 16  # connected peers asked at a refresh's first hop
+FULL_REFRESH_BELOW = K // 2  # routing-table size under which a refresh runs full lookups
 MAX_IDLE_STREAMS = 64
 MAX_CORRECTIONS = 16  # background entry-correction writes at once
 ADDR_TTL = 600
@@ -202,23 +206,53 @@ class KadClient:
         return best
 
     async def refresh(self, keys: Sequence[bytes]) -> int:
-        """FIND_NODE lookups for `keys`, all at once; every peer that answered (a DHT server, then)
-        goes into the routing table. How many of them the table took."""
-        answered: set[PeerId] = set()
+        """Fill the routing table with the peers closest to `keys`; how many peers it took.
+
+        First one hop: FIND_NODE for each key to the DHT servers we are connected to (up to
+        `MAX_REFRESH_PEERS`), no new connection; they and the peers they name go into the table.
+        Only while the table still holds fewer than `FULL_REFRESH_BELOW` peers, full lookups for
+        the keys, all at once (Kademlia's join: they dial the k closest of each key); a table of
+        that many serves any lookup's first hops. Full lookups at every
+        refresh connected nearly every pair of a 30-peer mesh (25-29 connections a peer), and
+        each connection costs every later gossip message and heartbeat (benchmarks/RESULTS.md).
+        """
+        answered: dict[PeerId, None] = {}
+        named: dict[PeerId, None] = {}
+
+        async def ask_each_key(peer: PeerId) -> None:
+            for key in keys:
+                response = await self._ask(peer, Message(type=Message.MessageType.FIND_NODE, key=key))
+                if response is None:
+                    return
+                answered[peer] = None
+                named.update(dict.fromkeys(self._learn(response)))
+
+        connected = [PeerId(peer.to_bytes()) for peer in self._host.get_connected_peers()]
+        async with trio.open_nursery() as nursery:
+            for peer in random.sample(connected, min(MAX_REFRESH_PEERS, len(connected))):
+                nursery.start_soon(ask_each_key, peer)
+        added = await self._add_to_table([*answered, *named])
+        if self._routing_table.size() >= FULL_REFRESH_BELOW:
+            return added
+        answered.clear()
 
         async def find(key: bytes) -> None:
             find_node = Message(type=Message.MessageType.FIND_NODE, key=key)
-            await self._lookup(key, find_node, lambda peer, response: answered.add(peer))
+            await self._lookup(key, find_node, lambda peer, response: answered.setdefault(peer))
 
         async with trio.open_nursery() as nursery:
             for key in keys:
                 nursery.start_soon(find, key)
+        return added + await self._add_to_table(list(answered))
+
+    async def _add_to_table(self, peers: list[PeerId]) -> int:
         added = 0
         peerstore = self._host.get_peerstore()
-        for peer in answered:
+        for peer in dict.fromkeys(peers):
+            if peer == self._me:
+                continue
             try:
-                addrs = peerstore.addrs(ID(peer.raw))
-                info = PeerInfo(ID(peer.raw), addrs)
+                info = PeerInfo(ID(peer.raw), peerstore.addrs(ID(peer.raw)))
                 added += await self._routing_table.add_peer(info, skip_server_mode_check=True)
             except Exception as error:  # noqa: BLE001 - a peer whose addresses expired meanwhile
                 log.debug("routing table add %s: %s", peer.short, error)

@@ -33,6 +33,9 @@ MAX_SEEN_GROUPS = 256
 EVALUATION_DEADLINE = 45.0  # every candidate's pull and evaluation together
 MODEL_PULL_DEADLINE = 30.0
 ASKED_PEERS = 3  # connected peers asked for the groups they know, at each look
+# once one of them shared a group, how long the others still have: a peer still starting up held
+# every newcomer of a 30-peer mesh for the whole 3 s bound (net/exchange.py ASK_TIMEOUT)
+OTHER_ANSWERS_GRACE = 0.5
 
 
 class Listing(Enum):
@@ -120,19 +123,36 @@ class Scout:
         connected = services.stack.connected_peers()
         asked = self.rng.sample(connected, min(ASKED_PEERS, len(connected)))
 
+        pending = len(asked)
+        answered = trio.Event()
+
         async def ask(peer: PeerId) -> None:
-            for raw in await ask_groups(services.stack.opener, peer, services.config.task):
-                try:
-                    record = decode_group_record(raw, services.clock())
-                except InvalidMessage as error:
-                    log.debug("%s shared an invalid group record: %s", peer.short, error)
-                    continue
-                if record.task == services.config.task:
-                    self.directory.note(record)
+            nonlocal pending
+            try:
+                for raw in await ask_groups(services.stack.opener, peer, services.config.task):
+                    try:
+                        record = decode_group_record(raw, services.clock())
+                    except InvalidMessage as error:
+                        log.debug("%s shared an invalid group record: %s", peer.short, error)
+                        continue
+                    if record.task == services.config.task:
+                        self.directory.note(record)
+                        answered.set()
+            finally:
+                pending -= 1
+                if not pending:
+                    nursery.cancel_scope.cancel()
+
+        async def the_others_grace() -> None:
+            await answered.wait()
+            await trio.sleep(OTHER_ANSWERS_GRACE)
+            nursery.cancel_scope.cancel()
 
         async with trio.open_nursery() as nursery:
             for peer in asked:
                 nursery.start_soon(ask, peer)
+            if asked:
+                nursery.start_soon(the_others_grace)
 
     async def _list_dht(self) -> None:
         services = self.services

@@ -176,7 +176,8 @@ class LearningPeer:
                     crowded = crowded or error.full
                     if error.final:
                         excluded.add(choice)
-            if create_now(attempt, crowded, services.config.capacity, random.random()):
+            connected = bool(services.stack.connected_peers())
+            if create_now(attempt, crowded, services.config.capacity, random.random(), connected):
                 break
             await trio.sleep(random.uniform(0.0, CREATE_JITTER))
             candidates = await scout.evaluate(await scout.known_groups(Listing.NEVER))

@@ -159,11 +159,13 @@ def choose_group(candidates: Sequence[Candidate], rules: GroupRules) -> str | No
 MAX_CREATE_ATTEMPTS = 5
 
 
-def create_now(attempt: int, crowded: bool, capacity: int, draw: float) -> bool:
+def create_now(attempt: int, crowded: bool, capacity: int, draw: float, connected: bool = True) -> bool:
     """Whether a node that found no group to join creates one now, or looks again after a pause.
 
     `attempt` counts the looks so far (0 = the first); `crowded`: a group we tried was full, so
-    others are looking at the same moment; `draw`: uniform in [0, 1). Alone, a node looks twice.
+    others are looking at the same moment; `draw`: uniform in [0, 1); `connected`: we have a peer
+    at all (a network's first node has none, nobody to hear a group from, and creates at once).
+    Alone, a node looks twice.
     In a crowd, every node creating at once makes a crowd of groups of one (seen: 20 of 30 peers
     that found the first group full, before this rule); so each creates with probability
     2**attempt / capacity, about one creator per `capacity` seekers, and the rest join what the
@@ -171,7 +173,7 @@ def create_now(attempt: int, crowded: bool, capacity: int, draw: float) -> bool:
     if attempt + 1 >= MAX_CREATE_ATTEMPTS:
         return True
     if not crowded:
-        return attempt >= 1
+        return attempt >= 1 or not connected
     return draw < 2**attempt / max(capacity, 1)
 
 
