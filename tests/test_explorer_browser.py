@@ -21,6 +21,7 @@ from chromium import Browser, chromium_binary
 from mycelium.mesh.state import MeshState
 
 NODES = 4
+ROUNDS = 1000  # the mesh must still run when Chromium looks, however slowly the browser starts
 
 
 def groups_the_nodes_report(out: Path) -> dict[str, set[str]]:
@@ -67,7 +68,7 @@ def test_the_explorer_page_draws_the_mesh_groups_and_members_in_chromium(tmp_pat
             "--nodes",
             str(NODES),
             "--rounds",
-            "60",
+            str(ROUNDS),
             "--out",
             str(out),
             "--web",

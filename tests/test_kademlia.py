@@ -7,6 +7,7 @@ import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL
 from libp2p.kad_dht.pb.kademlia_pb2 import Message
+from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from records import group_record
 
@@ -159,3 +160,36 @@ def test_a_refresh_finds_every_peer_of_a_chain_that_knows_only_its_neighbour() -
             return before, after
 
     assert trio.run(scenario) == (1, 5)
+
+
+def test_peers_that_one_connected_liar_makes_up_never_enter_the_routing_table() -> None:
+    made_up = [create_new_key_pair() for _ in range(20)]
+
+    async def scenario() -> tuple[set[bytes], set[bytes], set[bytes]]:
+        async with trio.open_nursery() as nursery:
+            honest = await _network(10, nursery)
+            liar = await _join(honest, nursery)
+
+            async def lie(stream) -> None:  # type: ignore[no-untyped-def]
+                frames = FrameReader(stream)
+                while True:
+                    request = Message()
+                    request.ParseFromString(await frames.read_frame(1 << 20))
+                    answer = Message(type=request.type, key=request.key)
+                    for key_pair in made_up:
+                        peer = answer.closerPeers.add()
+                        peer.id = ID.from_pubkey(key_pair.public_key).to_bytes()
+                        peer.addrs.append(multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/1").to_bytes())
+                    await stream.write(frame(answer.SerializeToString()))
+
+            liar.host.set_stream_handler(KAD_PROTOCOL, lie)
+            me = await _join([*honest, liar], nursery)
+            await me.fill_routing_table()
+            table = {peer.to_bytes() for peer in me.dht.routing_table.get_peer_ids()}
+            nursery.cancel_scope.cancel()
+        invented = {ID.from_pubkey(key_pair.public_key).to_bytes() for key_pair in made_up}
+        return table, invented, {stack.host.get_id().to_bytes() for stack in honest}
+
+    table, invented, honest_ids = trio.run(scenario)
+    assert honest_ids <= table
+    assert not table & invented

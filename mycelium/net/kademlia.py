@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 RPC_TIMEOUT = 4.0
 IDLE_SECONDS = 1.0
 MAX_REFRESH_PEERS = 16  # connected peers asked at a refresh's first hop
+CORROBORATING_PEERS = 2  # how many first-hop answers must name a peer for the table to take it
 FULL_REFRESH_BELOW = K // 2  # routing-table size under which a refresh runs full lookups
 MAX_IDLE_STREAMS = 64
 MAX_CORRECTIONS = 16  # background entry-correction writes at once
@@ -209,15 +210,19 @@ class KadClient:
         """Fill the routing table with the peers closest to `keys`; how many peers it took.
 
         First one hop: FIND_NODE for each key to the DHT servers we are connected to (up to
-        `MAX_REFRESH_PEERS`), no new connection; they and the peers they name go into the table.
-        Only while the table still holds fewer than `FULL_REFRESH_BELOW` peers, full lookups for
-        the keys, all at once (Kademlia's join: they dial the k closest of each key); a table of
-        that many serves any lookup's first hops. Full lookups at every
-        refresh connected nearly every pair of a 30-peer mesh (25-29 connections a peer), and
-        each connection costs every later gossip message and heartbeat (benchmarks/RESULTS.md).
+        `MAX_REFRESH_PEERS`), no new connection; those that answered go into the table, and so
+        does every peer that at least `CORROBORATING_PEERS` of them named (one peer alone cannot
+        fill our table with peers it made up).
+        Only while neither the table nor that hop (every peer that answered or was named) holds
+        `FULL_REFRESH_BELOW` peers, full lookups for the keys, all at once (Kademlia's join: they
+        dial the k closest of each key); a network that big one hop away serves any lookup's first
+        hops. Full lookups at every refresh connected nearly every pair of a 30-peer mesh (25-29
+        connections a peer), and each connection costs every later gossip message and heartbeat
+        (benchmarks/RESULTS.md). A liar that names made-up peers can at worst spare us the full
+        lookups; it cannot put them into the table.
         """
         answered: dict[PeerId, None] = {}
-        named: dict[PeerId, None] = {}
+        named_by: dict[PeerId, set[PeerId]] = {}
 
         async def ask_each_key(peer: PeerId) -> None:
             for key in keys:
@@ -225,14 +230,17 @@ class KadClient:
                 if response is None:
                     return
                 answered[peer] = None
-                named.update(dict.fromkeys(self._learn(response)))
+                for named in self._learn(response)[:K]:
+                    named_by.setdefault(named, set()).add(peer)
 
         connected = [PeerId(peer.to_bytes()) for peer in self._host.get_connected_peers()]
         async with trio.open_nursery() as nursery:
             for peer in random.sample(connected, min(MAX_REFRESH_PEERS, len(connected))):
                 nursery.start_soon(ask_each_key, peer)
-        added = await self._add_to_table([*answered, *named])
-        if self._routing_table.size() >= FULL_REFRESH_BELOW:
+        corroborated = [peer for peer, namers in named_by.items() if len(namers) >= CORROBORATING_PEERS]
+        added = await self._add_to_table([*answered, *corroborated])
+        seen = {*answered, *named_by} - {self._me}
+        if max(self._routing_table.size(), len(seen)) >= FULL_REFRESH_BELOW:
             return added
         answered.clear()
 
