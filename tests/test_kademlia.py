@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import multiaddr
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
@@ -52,6 +54,19 @@ async def _network(count: int, nursery: trio.Nursery) -> list[Stack]:
     return stacks
 
 
+def _answer_every_request(liar: Stack, answer: Callable[[Message], Message]) -> None:
+    """`liar` answers every Kademlia request on its streams with `answer(request)`."""
+
+    async def serve(stream) -> None:  # type: ignore[no-untyped-def]
+        frames = FrameReader(stream)
+        while True:
+            request = Message()
+            request.ParseFromString(await frames.read_frame(1 << 20))
+            await stream.write(frame(answer(request).SerializeToString()))
+
+    liar.host.set_stream_handler(KAD_PROTOCOL, serve)
+
+
 def test_a_record_put_by_one_peer_is_read_from_the_network_by_another() -> None:
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
@@ -77,17 +92,13 @@ def test_a_forged_value_from_one_server_is_ignored_and_the_valid_one_returned() 
             record = seal_record(key_pair, group_record(key_pair))
             key = group_key(record.group_id)
 
-            async def lie(stream) -> None:  # type: ignore[no-untyped-def]
-                reader_frames = FrameReader(stream)
-                while True:
-                    request = Message()
-                    request.ParseFromString(await reader_frames.read_frame(1 << 20))
-                    answer = Message(type=request.type, key=request.key)
-                    answer.record.key = request.key
-                    answer.record.value = record.signed[:-1] + bytes([record.signed[-1] ^ 1])
-                    await stream.write(frame(answer.SerializeToString()))
+            def forged(request: Message) -> Message:
+                answer = Message(type=request.type, key=request.key)
+                answer.record.key = request.key
+                answer.record.value = record.signed[:-1] + bytes([record.signed[-1] ^ 1])
+                return answer
 
-            liar.host.set_stream_handler(KAD_PROTOCOL, lie)
+            _answer_every_request(liar, forged)
             await Registry(writer.dht, key_pair, nursery=writer.nursery).put_group(record)
             assert honest.dht.value_store.get(key.encode()) is not None
             reader = await _join([honest, liar], nursery)
@@ -170,19 +181,15 @@ def test_peers_that_one_connected_liar_makes_up_never_enter_the_routing_table() 
             honest = await _network(10, nursery)
             liar = await _join(honest, nursery)
 
-            async def lie(stream) -> None:  # type: ignore[no-untyped-def]
-                frames = FrameReader(stream)
-                while True:
-                    request = Message()
-                    request.ParseFromString(await frames.read_frame(1 << 20))
-                    answer = Message(type=request.type, key=request.key)
-                    for key_pair in made_up:
-                        peer = answer.closerPeers.add()
-                        peer.id = ID.from_pubkey(key_pair.public_key).to_bytes()
-                        peer.addrs.append(multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/1").to_bytes())
-                    await stream.write(frame(answer.SerializeToString()))
+            def naming_made_up_peers(request: Message) -> Message:
+                answer = Message(type=request.type, key=request.key)
+                for key_pair in made_up:
+                    peer = answer.closerPeers.add()
+                    peer.id = ID.from_pubkey(key_pair.public_key).to_bytes()
+                    peer.addrs.append(multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/1").to_bytes())
+                return answer
 
-            liar.host.set_stream_handler(KAD_PROTOCOL, lie)
+            _answer_every_request(liar, naming_made_up_peers)
             me = await _join([*honest, liar], nursery)
             await me.fill_routing_table()
             table = {peer.to_bytes() for peer in me.dht.routing_table.get_peer_ids()}
