@@ -33,6 +33,9 @@ def chromium_binary() -> str:
 class Browser:
     def __init__(self, width: int = 1400, height: int = 1000) -> None:
         self.profile = tempfile.mkdtemp(prefix="mycelium-chromium-")
+        # a file, not a pipe: nobody reads a pipe after start-up, and a full one stalls Chromium
+        self.log = Path(self.profile) / "stderr.log"
+        self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(
             [
                 chromium_binary(),
@@ -47,8 +50,7 @@ class Browser:
                 "about:blank",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            stderr=self._log_file,
         )
         self._ids = itertools.count(1)
         browser_url = self._devtools_url(timeout=30)
@@ -58,14 +60,13 @@ class Browser:
 
     def _devtools_url(self, timeout: float) -> str:
         deadline = time.time() + timeout
-        assert self.process.stderr is not None
         while time.time() < deadline:
-            line = self.process.stderr.readline()
-            match = re.search(r"DevTools listening on (ws://\S+)", line)
+            match = re.search(r"DevTools listening on (ws://\S+)", self.log.read_text(errors="replace"))
             if match:
                 return match.group(1)
-            if not line and self.process.poll() is not None:
+            if self.process.poll() is not None:
                 break
+            time.sleep(0.1)
         raise AssertionError(f"Chromium did not open its DevTools port ({INSTALL_HINT})")
 
     @staticmethod
@@ -114,7 +115,21 @@ class Browser:
                 if value:
                     return value
             time.sleep(0.5)
-        raise AssertionError(f"the page never showed {what} within {timeout:.0f} s (last: {value!r})")
+        raise AssertionError(
+            f"the page never showed {what} within {timeout:.0f} s (last: {value!r}); {self.diagnosis()}"
+        )
+
+    def diagnosis(self) -> str:
+        """What the page and Chromium say, for a failure's message."""
+        try:
+            page = self.evaluate(
+                "JSON.stringify({summary: document.getElementById('summary').textContent,"
+                " graph: {...document.getElementById('graph').dataset}})"
+            )
+        except Exception as error:  # noqa: BLE001 - the page itself may be what failed
+            page = f"page unreadable: {error}"
+        lines = self.log.read_text(errors="replace").splitlines()
+        return f"page: {page}; Chromium's last lines: {lines[-8:]}"
 
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
@@ -130,4 +145,5 @@ class Browser:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+            self._log_file.close()
             shutil.rmtree(self.profile, ignore_errors=True)

@@ -61,6 +61,7 @@ def build_app(observer: Observer) -> Starlette:
                     sent = observer.view.version
                     yield f"event: picture\ndata: {json.dumps(picture(observer), separators=(',', ':'))}\n\n"
                     await trio.sleep(PUSH_EVERY)
+                    continue  # what changed during the pause goes out now, not at the next change
                 with trio.move_on_after(KEEPALIVE) as waited:
                     await observer.changed.wait()
                 if waited.cancelled_caught:
