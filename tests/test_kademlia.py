@@ -174,18 +174,18 @@ def test_a_refresh_finds_every_peer_of_a_chain_that_knows_only_its_neighbour() -
 
 
 def test_peers_that_one_connected_liar_makes_up_never_enter_the_routing_table() -> None:
-    made_up = [create_new_key_pair() for _ in range(20)]
+    invented = {ID.from_pubkey(create_new_key_pair().public_key).to_bytes() for _ in range(20)}
 
-    async def scenario() -> tuple[set[bytes], set[bytes], set[bytes]]:
+    async def scenario() -> tuple[set[bytes], set[bytes]]:
         async with trio.open_nursery() as nursery:
             honest = await _network(10, nursery)
             liar = await _join(honest, nursery)
 
             def naming_made_up_peers(request: Message) -> Message:
                 answer = Message(type=request.type, key=request.key)
-                for key_pair in made_up:
+                for peer_id in invented:
                     peer = answer.closerPeers.add()
-                    peer.id = ID.from_pubkey(key_pair.public_key).to_bytes()
+                    peer.id = peer_id
                     peer.addrs.append(multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/1").to_bytes())
                 return answer
 
@@ -194,9 +194,8 @@ def test_peers_that_one_connected_liar_makes_up_never_enter_the_routing_table() 
             await me.fill_routing_table()
             table = {peer.to_bytes() for peer in me.dht.routing_table.get_peer_ids()}
             nursery.cancel_scope.cancel()
-        invented = {ID.from_pubkey(key_pair.public_key).to_bytes() for key_pair in made_up}
-        return table, invented, {stack.host.get_id().to_bytes() for stack in honest}
+        return table, {stack.host.get_id().to_bytes() for stack in honest}
 
-    table, invented, honest_ids = trio.run(scenario)
+    table, honest_ids = trio.run(scenario)
     assert honest_ids <= table
     assert not table & invented
