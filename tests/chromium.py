@@ -124,7 +124,7 @@ class Browser:
         try:
             page = self.evaluate(
                 "JSON.stringify({summary: document.getElementById('summary').textContent,"
-                " graph: {...document.getElementById('graph').dataset}})"
+                " graph: {...document.getElementById('graph').dataset}, error: document.body.dataset.error})"
             )
         except Exception as error:  # noqa: BLE001 - the page itself may be what failed
             page = f"page unreadable: {error}"

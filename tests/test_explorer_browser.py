@@ -1,24 +1,36 @@
-"""The network explorer in a real headless Chromium, against a running four-node mesh.
+"""The network explorer in a real headless Chromium: against a running four-node mesh, and against
+the explorer's own server fed records of a known shape.
 
 `mycelium mesh --web 0` starts `mycelium watch`, an outside observer peer, on the mesh. The test loads
 its page, waits until the graph is drawn, and checks that the groups table rendered in the DOM lists
 exactly the groups and members the nodes themselves report (their event logs), and that the page
-shows rounds and accuracy. A screenshot is saved with the test's output. Without Chromium the test
-fails with the install hint; it is never skipped.
+shows rounds and accuracy. A screenshot is saved with the test's output. The second test serves
+signed records whose leader is listed after its members, the shape a mesh reaches only when a
+leadership moved, so the graph is checked on it every run. Without Chromium the tests fail with the
+install hint; they are never skipped.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
+import trio
 from chromium import Browser, chromium_binary
+from test_watch_view import T0, A, B, P, next_version, record
 
 from mycelium.mesh.state import MeshState
+from mycelium.watch.observer import Observer, WatchSettings
+from mycelium.watch.web import serve_web
 
 NODES = 4
 ROUNDS = 1000  # the mesh must still run when Chromium looks, however slowly the browser starts
@@ -127,3 +139,54 @@ def test_the_explorer_page_draws_the_mesh_groups_and_members_in_chromium(tmp_pat
             except subprocess.TimeoutExpired:
                 mesh.kill()
                 mesh.wait()
+
+
+@contextmanager
+def explorer_serving(observer: Observer) -> Iterator[tuple[str, trio.lowlevel.TrioToken]]:
+    """The explorer's real web server for `observer` on a loopback port, in a thread of its own."""
+    started: queue.Queue[tuple[str, trio.lowlevel.TrioToken]] = queue.Queue()
+    stop = threading.Event()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            token = trio.lowlevel.current_trio_token()
+            nursery.start_soon(
+                partial(serve_web, observer, "127.0.0.1:0", lambda url: started.put((url, token)))
+            )
+            await trio.to_thread.run_sync(stop.wait)
+            nursery.cancel_scope.cancel()
+
+    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
+    thread.start()
+    try:
+        yield started.get(timeout=30)
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def test_the_graph_draws_a_group_whose_leader_is_listed_after_its_members(tmp_path: Path) -> None:
+    chromium_binary()
+    observer = Observer(WatchSettings(task="digits-mlp", bootstrap=()), clock=lambda: T0 + 1)
+    a, b = record(A, creator=0, leader=2, listed=[0, 1, 2]), record(B, creator=3, leader=4, listed=[3, 4])
+    observer.view.on_record(a, T0)
+    observer.view.on_record(b, T0)
+    graph = "document.getElementById('graph').dataset"
+    with explorer_serving(observer) as (url, token):
+        browser = Browser()
+        try:
+            browser.open(url + "/")
+            browser.wait_for(f"{graph}.peers === '5' && {graph}.groups === '2'", 60, "5 peers in 2 groups")
+            for held, listed in ((a, [0, 1, 3, 2]), (b, [4])):  # P3 moves to A, listed before A's leader
+                moved = next_version(held, listed, T0 + 0.5)
+                trio.from_thread.run_sync(observer.view.on_record, moved, T0 + 0.5, trio_token=token)
+            browser.wait_for(
+                f"cy.getElementById('p-{P[3]}').data('parent') === 'g-{A}' && {graph}.peers === '5'",
+                60,
+                "the moved peer drawn inside its new group",
+            )
+            assert browser.evaluate("cy.getElementById('p-" + str(P[2]) + "').hasClass('leader')")
+            assert browser.evaluate("document.body.dataset.error") is None
+            browser.screenshot(tmp_path / "explorer-moved.png")
+        finally:
+            browser.close()

@@ -46,10 +46,11 @@ const cy = cytoscape({
 let shape = ""; // the set of groups and peers the last layout was run for
 
 function drawGraph(picture) {
-  const elements = [];
+  const nodes = [];
+  const edges = []; // added after every node: cytoscape refuses an edge whose end does not exist yet
   const groupOf = new Map();
   for (const group of picture.groups) {
-    elements.push({ group: "nodes", classes: "group", data: {
+    nodes.push({ group: "nodes", classes: "group", data: {
       id: "g-" + group.id, colour: colourOf(group.id),
       label: `${shortGroup(group.id)} ${group.name || ""} · ${group.members.length}/${group.capacity}`.trim() } });
     for (const member of group.members) groupOf.set(member, group);
@@ -60,17 +61,17 @@ function drawGraph(picture) {
     const classes = ["peer"];
     if (group.leader === id) classes.push("leader");
     if (peer && peer.silent) classes.push("silent");
-    elements.push({ group: "nodes", classes: classes.join(" "), data: {
+    nodes.push({ group: "nodes", classes: classes.join(" "), data: {
       id: "p-" + id, parent: "g-" + group.id, colour: colourOf(group.id),
       label: shortPeer(id) + (peer && peer.accuracy !== null ? " " + peer.accuracy.toFixed(2) : "") } });
     if (group.leader !== id && groupOf.get(group.leader) === group) {
-      elements.push({ group: "edges", classes: "member", data: {
+      edges.push({ group: "edges", classes: "member", data: {
         id: `m-${group.leader}-${id}`, source: "p-" + group.leader, target: "p-" + id, colour: colourOf(group.id) } });
     }
   }
   for (const peer of peers.values()) {
     if (groupOf.has(peer.id)) continue; // heard, but listed by no group's record (evicted, or between groups)
-    elements.push({ group: "nodes", classes: "peer unlisted" + (peer.silent ? " silent" : ""), data: {
+    nodes.push({ group: "nodes", classes: "peer unlisted" + (peer.silent ? " silent" : ""), data: {
       id: "p-" + peer.id, colour: colourOf(peer.group), label: shortPeer(peer.id) + " (unlisted)" } });
   }
   for (const transfer of picture.transfers) {
@@ -78,11 +79,12 @@ function drawGraph(picture) {
     if (!group || !groupOf.has(transfer.author)) continue;
     for (const member of group.members) {
       if (member === transfer.author || groupOf.get(member) !== group) continue;
-      elements.push({ group: "edges", classes: transfer.inline ? "transfer inline" : "transfer", data: {
+      edges.push({ group: "edges", classes: transfer.inline ? "transfer inline" : "transfer", data: {
         id: `t-${transfer.author}-${member}-${transfer.round}`, source: "p-" + transfer.author, target: "p-" + member } });
     }
   }
-  const newShape = elements.filter((e) => e.group === "nodes").map((e) => e.data.id + e.data.parent).sort().join();
+  const elements = [...nodes, ...edges];
+  const newShape = nodes.map((e) => e.data.id + e.data.parent).sort().join();
   cy.batch(() => {
     const keep = new Set(elements.map((e) => e.data.id));
     cy.elements().filter((e) => !keep.has(e.id())).remove();
@@ -183,11 +185,14 @@ function drawSummary(picture) {
 }
 
 function draw(picture) {
-  drawSummary(picture);
-  drawGroups(picture);
-  drawLists(picture);
-  drawGraph(picture);
-  drawChart(picture);
+  for (const panel of [drawSummary, drawGroups, drawLists, drawGraph, drawChart]) {
+    try {
+      panel(picture);
+    } catch (error) { // one panel's fault must not freeze the others; the next picture tries again
+      console.error(`${panel.name}:`, error);
+      document.body.dataset.error = `${panel.name}: ${error.message}`;
+    }
+  }
 }
 
 const source = new EventSource("/api/events");
