@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -227,6 +229,14 @@ def test_any_finite_tensor_survives_its_codec(values: np.ndarray, name: str) -> 
 
 
 # --- data ----------------------------------------------------------------------------------------
+
+
+def test_loading_the_data_module_imports_numpy_ma_before_any_thread_needs_it() -> None:
+    # np.unique reaches np.ma, which numpy imports on first use; peers of one process load their
+    # shards in threads at once, and that lazy import raced into a RecursionError (seen in a mesh)
+    probe = "import sys, mycelium.learn.data; print('numpy.ma' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "True"
 
 
 def test_partitions_are_reproducible_disjoint_and_cover_the_pool() -> None:

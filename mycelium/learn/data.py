@@ -16,6 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+# numpy imports np.ma on first use (np.unique reaches it); peers of one process that first touch it
+# from several threads at once recursed into RecursionError, so it is imported here, once
+import numpy.ma  # noqa: F401
+
 from mycelium.errors import ConfigError
 
 DATASETS = ("digits", "mnist")
