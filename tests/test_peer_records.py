@@ -9,7 +9,13 @@ from libp2p.pubsub.pb.rpc_pb2 import RPC
 
 from mycelium.net import peer_records
 from mycelium.net.host import build_host
-from mycelium.net.peer_records import MAX_REMEMBERED, RECHECK_SECONDS, VerifiedRecords
+from mycelium.net.peer_records import (
+    MAX_REMEMBERED,
+    RECHECK_SECONDS,
+    RESEND_SECONDS,
+    SentRecords,
+    VerifiedRecords,
+)
 
 ALICE, BOB = ID(b"alice"), ID(b"bob")
 HOST = object()
@@ -67,12 +73,57 @@ def test_the_memory_of_verified_records_is_bounded() -> None:
     assert checker.calls == MAX_REMEMBERED + 2
 
 
-def test_building_a_host_wraps_py_libp2ps_check_in_both_places_it_is_called() -> None:
+class Host:
+    """Stands in for a py-libp2p host (weakly referenced, as hosts are)."""
+
+
+class Issuer:
+    """Stands in for py-libp2p's `env_to_send_in_RPC`: a new envelope every call, numbered."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, host: object) -> tuple[bytes, bool]:
+        self.calls += 1
+        return f"envelope {self.calls}".encode(), True
+
+
+@pytest.mark.parametrize(
+    "steps, sent, builds",
+    [
+        # (host, seconds later) ...
+        ([("a", 0), ("a", 1), ("a", RESEND_SECONDS - 1.5)], [b"envelope 1"] * 3, 1),
+        ([("a", 0), ("a", RESEND_SECONDS)], [b"envelope 1", b"envelope 2"], 2),  # built again 10 s on
+        ([("a", 0), ("b", 0), ("a", 0)], [b"envelope 1", b"envelope 2", b"envelope 1"], 2),  # per host
+    ],
+)
+def test_our_record_is_built_once_per_host_and_resend_period(steps, sent, builds) -> None:
+    now = [0.0]
+    issuer = Issuer()
+    envelope_for = SentRecords(issuer, clock=lambda: now[0])
+    hosts = {"a": Host(), "b": Host()}
+    results = []
+    for host, later in steps:
+        now[0] += later
+        results.append(envelope_for(hosts[host])[0])
+    assert (results, issuer.calls) == (sent, builds)
+
+
+def test_a_closed_host_leaves_no_built_record_behind() -> None:
+    envelope_for = SentRecords(Issuer())
+    host = Host()
+    envelope_for(host)
+    del host
+    assert len(envelope_for._built) == 0  # noqa: SLF001 - the bound is the property under test
+
+
+def test_building_a_host_wraps_py_libp2ps_record_functions_in_both_places_they_are_called() -> None:
     from libp2p.crypto.ed25519 import create_new_key_pair
 
     build_host(create_new_key_pair())
     for module in (pubsub, gossipsub):
         assert isinstance(module.maybe_consume_signed_record, VerifiedRecords)
-    wrapped = pubsub.maybe_consume_signed_record
+        assert isinstance(module.env_to_send_in_RPC, SentRecords)
+    wrapped, built = pubsub.maybe_consume_signed_record, pubsub.env_to_send_in_RPC
     peer_records.apply()
-    assert pubsub.maybe_consume_signed_record is wrapped  # idempotent
+    assert (pubsub.maybe_consume_signed_record, pubsub.env_to_send_in_RPC) == (wrapped, built)  # idempotent
