@@ -1,5 +1,6 @@
 """The rules every node applies to group records: one version on its own, one version against
-another (who may write the next one), and what a node with no history believes. Tables of cases."""
+another (who may write the next one), what a node with no history believes, and when a leader owes
+outsiders a copy. Tables of cases."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from mycelium.net.messages import (
     seal_record,
 )
 from mycelium.net.signing import SCHEMA_VERSION, Kind, open_envelope, peer_id_of, seal
+from mycelium.policy.listing import Listing
 from mycelium.policy.records import (
     GroupIndex,
     GroupRecord,
@@ -380,3 +382,39 @@ def test_flipping_bytes_of_a_signed_record_never_yields_an_accepted_forgery(
     except InvalidMessage:
         return
     assert decoded == V1  # only a change in an ignored byte (e.g. unknown field) may pass
+
+
+REPUBLISH = 15.0  # production default (config.Timing.republish)
+LISTING_CASES = {
+    "the first version": (None, first_version("A", "B"), 0.0, True),
+    "a version a round later, same leader and members": (
+        first_version("A", "B"),
+        replace(first_version("A", "B"), round=4, version=2),
+        1.0,
+        False,
+    ),
+    "the same members, a period after the last copy": (
+        first_version("A", "B"),
+        replace(first_version("A", "B"), version=9),
+        REPUBLISH,
+        True,
+    ),
+    "a member more": (first_version("A", "B"), first_version("A", "B", "C"), 1.0, True),
+    "a member fewer": (first_version("A", "B", "C"), first_version("A", "B"), 1.0, True),
+    "a new leader of the same members": (
+        first_version("A", "B"),
+        replace(first_version("A", "B"), leader=pid("B")),
+        1.0,
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize(("last", "record", "after", "due"), LISTING_CASES.values(), ids=LISTING_CASES)
+def test_outsiders_get_a_copy_when_leader_or_members_change_or_a_period_passed(
+    last: GroupRecord | None, record: GroupRecord, after: float, due: bool
+) -> None:
+    listing = Listing(REPUBLISH)
+    if last is not None:
+        listing.sent(last, NOW)
+    assert listing.due(record, NOW + after) is due

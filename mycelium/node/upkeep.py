@@ -3,9 +3,10 @@
 `Upkeep.run` asks `Membership.tick` every half heartbeat and carries out its `Decision`: write the
 next version (as leader, or taking over from a silent one), re-read the record from the DHT and dial
 silent members, score a diverged part of the group and offer a merge, or end the session (rejoin,
-dissolve). `RecordWriter` is the one place a version is built, signed and spread: group topic and
-discovery topic at once, the DHT at most every `republish` seconds (in the background, one write at
-a time), and the checkpoint, so that a restart continues the same chain of versions.
+dissolve). `RecordWriter` is the one place a version is built, signed and spread: the group topic at
+once; the discovery topic and the DHT when the leader or members changed, or every `republish`
+seconds (policy/listing.py; the DHT in the background, one write at a time); and the checkpoint, so
+that a restart continues the same chain of versions.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mycelium.node import checkpoint
 from mycelium.node.joining import ADMISSION_DEADLINE, entry_points, request_admission
 from mycelium.node.outcome import Outcome
 from mycelium.policy.lifecycle import Ending
+from mycelium.policy.listing import Listing
 from mycelium.policy.membership import Action, Decision
 from mycelium.policy.messages import MergeOffer
 from mycelium.policy.peers import PeerId, in_peer_order
@@ -43,9 +45,10 @@ _REJOIN_ENDINGS = {"evicted": Ending.EVICTED, "merge": Ending.MERGE}
 class RecordWriter:
     def __init__(self, session: GroupSession) -> None:
         self._session = session
-        self._last_dht_put = -1e18
+        period = session.services.config.timing.republish
+        self._in_dht = Listing(period)
+        self._on_discovery = Listing(period)
         self._last_index = -1e18
-        self._dht_members: frozenset[PeerId] = frozenset()  # as listed by the last version in the DHT
         self._dht_pending = False
         self._dht_busy = False
 
@@ -75,14 +78,18 @@ class RecordWriter:
         return signed
 
     async def spread(self, record: GroupRecord) -> None:
-        """Publish a version we wrote on the group and discovery topics; in the DHT when its members
-        changed, or every `republish` seconds (one write at a time, in the background)."""
+        """Publish a version we wrote on the group topic; on the discovery topic and in the DHT when
+        its leader or members changed, or every `republish` seconds (policy/listing.py; the DHT
+        write one at a time, in the background). The model a copy names stays servable."""
         session = self._session
         services = session.services
         await session.publish(record.signed)
-        await services.publish_discovery(record)
-        due = services.clock() - self._last_dht_put >= services.config.timing.republish
-        if due or record.member_ids != self._dht_members:
+        now = services.clock()
+        if self._on_discovery.due(record, now):
+            self._on_discovery.sent(record, now)
+            services.transfer.store.pin("discovery", record.model_hash)
+            await services.publish_discovery(record)
+        if self._in_dht.due(record, now):
             self._dht_pending = True
             if not self._dht_busy:
                 self._dht_busy = True
@@ -96,8 +103,9 @@ class RecordWriter:
                 record = self._session.membership.record
                 if record.leader != services.peer_id:
                     return  # no longer ours to write
+                services.transfer.store.pin("dht", record.model_hash)
                 await services.registry.put_group(record)
-                self._last_dht_put, self._dht_members = services.clock(), record.member_ids
+                self._in_dht.sent(record, services.clock())
                 if services.clock() - self._last_index >= timing.index_refresh:
                     await services.registry.advertise(record.task, [record.group_id])
                     self._last_index = services.clock()
