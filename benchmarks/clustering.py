@@ -27,7 +27,7 @@ from rich.table import Table
 from mycelium.config import DEFAULT_TRAINING
 from mycelium.learn.aggregate import FedAvg
 from mycelium.learn.data import node_data, parse_partition
-from mycelium.learn.train import Learner, limit_torch_threads
+from mycelium.learn.train import Learner, limit_compute_threads
 
 NODES = 20
 KINDS = 4
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--keep", metavar="DIR", help="keep the mesh run's output here")
     parser.add_argument("--mesh-arg", action="append", default=[], help="extra `mycelium mesh` argument")
     args = parser.parse_args()
-    limit_torch_threads(2)
+    limit_compute_threads(2)
     with tempfile.TemporaryDirectory(prefix="mycelium-clustering-") as tmp:
         out = Path(args.keep or tmp) / f"rotated-{args.dataset}"
         run = run_mesh(

@@ -29,7 +29,7 @@ from rich.table import Table
 from mycelium.config import DEFAULT_TRAINING
 from mycelium.learn.aggregate import AGGREGATORS, DEFAULT_AGGREGATOR
 from mycelium.learn.data import node_data, parse_partition
-from mycelium.learn.train import Learner, limit_torch_threads
+from mycelium.learn.train import Learner, limit_compute_threads
 from mycelium.node.attacks import ATTACKS, build_attack
 from mycelium.node.trust import Scored, measure
 from mycelium.policy.peers import PeerId
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--rules", nargs="+", default=list(AGGREGATORS))
     args = parser.parse_args()
-    limit_torch_threads(1)
+    limit_compute_threads(1)
     assert set(ATTACK_NAMES[1:]) <= set(ATTACKS)
     started = time.monotonic()
     variants = [(rule, False) for rule in args.rules] + [(DEFAULT_AGGREGATOR, True)]

@@ -44,7 +44,7 @@ from mycelium.config import DEFAULT_TRAINING
 from mycelium.learn import Weights
 from mycelium.learn.aggregate import FedAvg
 from mycelium.learn.data import node_data, parse_partition
-from mycelium.learn.train import Learner, limit_torch_threads, update_vector
+from mycelium.learn.train import Learner, limit_compute_threads, update_vector
 from mycelium.policy.split import (
     SplitRules,
     SplitState,
@@ -311,7 +311,7 @@ def main() -> None:
     parser.add_argument("--save", default="")
     parser.add_argument("--load", default="")
     args = parser.parse_args()
-    limit_torch_threads(1)
+    limit_compute_threads(1)
     if args.load:
         with open(args.load, "rb") as f:
             runs = [Run(**fields) for fields in pickle.load(f)]

@@ -37,6 +37,10 @@ def test_four_peers_reach_0_90_within_10_rounds_with_identical_models(spawn) -> 
     assert len(full_rounds) >= 8, "rounds should close with every member in"
     final = [e["accuracy"] for e in by_round[9]]
     assert sum(final) / 4 >= 0.90, final
+    for event in by_round[9]:
+        phases = event["phase_s"]
+        assert list(phases) == ["train", "announce", "collect", "judge", "aggregate", "evaluate"], phases
+        assert 0 <= sum(phases.values()) <= event["wall_s"] + 0.01, event
 
 
 def test_a_member_killed_mid_round_does_not_stall_the_others_beyond_the_deadline(spawn) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from mycelium.learn.aggregate import (
     aggregate,
     agreement,
     capped_samples,
+    coordinate_median,
     update_matrix,
 )
 from mycelium.learn.codec import CODECS, decode, encode, get_codec
@@ -52,6 +54,22 @@ def test_fedavg_of_zero_samples_is_the_plain_mean() -> None:
 def test_median_ignores_one_outlier_per_coordinate() -> None:
     result = Median()(ZERO, [(w(1.0, 1.0), 1), (w(2.0, 2.0), 1), (w(1000.0, -1000.0), 1)])
     assert result["a"].tolist() == [2.0, 1.0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 12).flatmap(
+        lambda rows: arrays(
+            st.sampled_from([np.float32, np.float64]),
+            (rows, 7),
+            elements=st.floats(-1e6, 1e6, width=32),
+        )
+    )
+)
+def test_coordinate_median_is_numpys_median_bit_for_bit(rows: np.ndarray) -> None:
+    expected = np.median(rows, axis=0)
+    got = coordinate_median(rows)
+    assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
 
 
 def test_trimmed_mean_drops_the_extremes_before_averaging() -> None:
@@ -290,6 +308,13 @@ def test_bad_shards_are_config_errors() -> None:
 
 
 # --- models and training -------------------------------------------------------------------------
+
+
+def test_models_built_from_many_threads_at_once_start_from_the_same_weights() -> None:
+    expected = get_weights(build_model("mlp", 8, seed=0))
+    with ThreadPoolExecutor(8) as pool:
+        built = list(pool.map(lambda _: get_weights(build_model("mlp", 8, seed=0)), range(64)))
+    assert all(all(np.array_equal(w[k], expected[k]) for k in expected) for w in built)
 
 
 def test_fingerprints_differ_by_architecture_and_input_size() -> None:

@@ -40,6 +40,16 @@ def capped_samples(claims: Sequence[int]) -> np.ndarray:
     return np.minimum(np.maximum(np.array(claims, dtype=np.float64), 0.0), bound)
 
 
+def coordinate_median(rows: np.ndarray) -> np.ndarray:
+    """`np.median(rows, axis=0)`, bit for bit, for finite values (the codec admits no others). One
+    row a contribution: sorting the few values of each coordinate is 4-12× faster than numpy's
+    partition of a (few × many) matrix along its short axis."""
+    ordered = np.sort(rows, axis=0)
+    middle = len(ordered) // 2
+    centre = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return centre + 0.0  # as numpy's mean does, -0.0 becomes 0.0
+
+
 def _stack(contributions: Sequence[Contribution], name: str) -> np.ndarray:
     return np.stack([weights[name].astype(np.float64) for weights, _ in contributions])
 
@@ -101,7 +111,7 @@ class Median:
     name = "median"
 
     def __call__(self, base: Weights, contributions: Sequence[Contribution]) -> Weights:
-        return _per_tensor(contributions, lambda stacked: np.median(stacked, axis=0))
+        return _per_tensor(contributions, coordinate_median)
 
 
 @dataclass(frozen=True)
@@ -165,7 +175,7 @@ class GuardedFedAvg:
 
     def __call__(self, base: Weights, contributions: Sequence[Contribution]) -> Weights:
         flat = weight_matrix(contributions)
-        centre = np.median(flat, axis=0)
+        centre = coordinate_median(flat)
         offsets = flat - centre
         distances = np.linalg.norm(offsets, axis=1)
         bound = self.radius * float(np.median(distances))
@@ -177,7 +187,7 @@ class GuardedFedAvg:
 
 def agreement(updates: np.ndarray) -> np.ndarray:
     """Each update's (one row each) cosine similarity to the coordinate-wise median update."""
-    centre = np.median(updates, axis=0)
+    centre = coordinate_median(updates)
     lengths = np.linalg.norm(updates, axis=1) * np.linalg.norm(centre)
     return np.where(lengths > 0, updates @ centre / np.maximum(lengths, 1e-300), 0.0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -15,6 +16,7 @@ from mycelium.learn import MODEL_NAMES, Weights
 
 HIDDEN = 128
 CLASSES = 10
+_GLOBAL_GENERATOR = threading.Lock()  # peers of one process build models from several threads
 
 
 def _mlp(side: int) -> nn.Module:
@@ -45,12 +47,13 @@ def build_model(name: str, input_side: int, seed: int) -> nn.Module:
     """A freshly initialised model; the same (name, side, seed) gives the same weights."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return MODELS[name](input_side)
-    finally:
-        torch.random.set_rng_state(generator_state)
+    with _GLOBAL_GENERATOR:  # torch's initialisers draw from its one global generator
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            return MODELS[name](input_side)
+        finally:
+            torch.random.set_rng_state(generator_state)
 
 
 def get_weights(model: nn.Module) -> Weights:

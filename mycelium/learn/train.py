@@ -1,15 +1,18 @@
 """Local training and evaluation of one node's model on its private data.
 
 Blocking (torch): the node calls these through `trio.to_thread.run_sync`. torch's intra-op threads
-are capped (`limit_torch_threads`) so that N nodes on one machine do not oversubscribe its cores.
+and the BLAS threads numpy uses are capped (`limit_compute_threads`) so that N nodes on one machine
+do not oversubscribe its cores.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from mycelium.learn import TrainSettings, Weights
@@ -19,8 +22,13 @@ from mycelium.learn.models import build_model, fingerprint, get_weights, set_wei
 EVAL_BATCH = 2048
 
 
-def limit_torch_threads(threads: int) -> None:
-    torch.set_num_threads(max(1, threads))
+def limit_compute_threads(threads: int) -> None:
+    """torch's intra-op pool and every BLAS/OpenMP pool loaded (numpy's OpenBLAS among them) to
+    `threads`. numpy's OpenBLAS otherwise starts one thread a core and spins them on every small
+    product: the trust scores' weighted sums took 10.8 ms each instead of 0.8 ms (benchmarks/RESULTS.md)."""
+    threads = max(1, threads)
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,15 @@ class Learner:
         initial = get_weights(self.model)
         self.fingerprint = fingerprint(model_name, initial)
         self.shapes = shapes_of(initial)
+        self._scratch = threading.local()
+
+    def _scratch_model(self, weights: Weights) -> nn.Module:
+        """A model of ours holding `weights`, one kept per thread (trio's worker threads are reused)."""
+        model = getattr(self._scratch, "model", None)
+        if model is None:
+            model = self._scratch.model = build_model(self.model_name, self.data.input_side, seed=0)
+        set_weights(model, weights)
+        return model
 
     def label_counts(self) -> np.ndarray:
         """Training samples per class (announced with updates; see policy/split.py)."""
@@ -92,10 +109,7 @@ class Learner:
 
     def evaluate(self, split: Split, weights: Weights | None = None) -> Evaluation:
         """Accuracy and mean loss of the current weights, or of `weights` without keeping them."""
-        model = self.model
-        if weights is not None:
-            model = build_model(self.model_name, self.data.input_side, seed=0)
-            set_weights(model, weights)
+        model = self.model if weights is None else self._scratch_model(weights)
         model.eval()
         losses, correct = [], 0
         with torch.no_grad():

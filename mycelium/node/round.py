@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -103,6 +104,7 @@ class RoundResult:
     loss: float
     local_accuracy: float
     wall_s: float
+    phase_s: dict[str, float] = field(default_factory=dict)  # seconds of each phase, in order
 
 
 async def run_round(
@@ -111,9 +113,11 @@ async def run_round(
     """Run round `start.number`; None when the session was interrupted before it could close."""
     config, learner = services.config, services.learner
     began = services.clock()
+    phases = PhaseClock(services.clock)
     progress.round = start.number
     progress.enter("training")
     weights, samples, train_loss = await _train(services, start)
+    phases.lap("train")
 
     codec = tensor_codec.get_codec(config.learn.codec)
     blob = tensor_codec.encode(weights, codec, learner.fingerprint)
@@ -142,6 +146,7 @@ async def run_round(
     await view.publish(sealed)
     unheard = sealed if view.topic_peers() == 0 else None  # published into the void: again, later
     announced_at = services.clock()
+    phases.lap("announce")
     progress.enter("collecting")
     progress.announced, progress.contributed = {services.peer_id}, {services.peer_id}
     closed, last_arrival = await _collect(
@@ -149,20 +154,24 @@ async def run_round(
     )
     if closed is None:
         return None
+    phases.lap("collect")
 
     progress.enter("aggregating")
     ordered = tuple(contributions[p] for p in in_peer_order(contributions))
     trusted = await trio.to_thread.run_sync(_judge, services, view.group_id, start, ordered)
+    phases.lap("judge")
     rule = get_aggregator(config.learn.aggregator)
     model = await trio.to_thread.run_sync(
         aggregate, rule, start.base, [(c.weights, c.samples) for c in trusted]
     )
     model_hash = services.store_model(model)
+    phases.lap("aggregate")
 
     progress.enter("evaluating")
     data = learner.data
     test = await trio.to_thread.run_sync(learner.evaluate, data.common_test, model)
     local = await trio.to_thread.run_sync(learner.evaluate, data.test, model)
+    phases.lap("evaluate")
     return RoundResult(
         number=start.number,
         base=start.base,
@@ -178,7 +187,22 @@ async def run_round(
         loss=test.loss,
         local_accuracy=local.accuracy,
         wall_s=services.clock() - began,
+        phase_s=phases.laps,
     )
+
+
+class PhaseClock:
+    """Seconds spent in each phase of a round, taken lap by lap."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._last = clock()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = self._clock()
+        self.laps[phase] = now - self._last
+        self._last = now
 
 
 def _judge(

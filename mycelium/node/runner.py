@@ -76,7 +76,7 @@ async def _learning_peer(
 ) -> LearningPeer:
     # imported here: torch and the data sets load only on nodes that learn
     from mycelium.learn.data import node_data
-    from mycelium.learn.train import Learner, limit_torch_threads
+    from mycelium.learn.train import Learner, limit_compute_threads
     from mycelium.net.gossip import Topic, discovery_topic
     from mycelium.net.signing import Kind
     from mycelium.node.attacks import build_attack
@@ -86,7 +86,7 @@ async def _learning_peer(
     from mycelium.policy.trust import TrustRules
 
     learn = config.learn
-    limit_torch_threads(learn.torch_threads)
+    limit_compute_threads(learn.torch_threads)
     data = await trio.to_thread.run_sync(
         node_data, learn.dataset, learn.partition, learn.shard, learn.shards, learn.seed
     )

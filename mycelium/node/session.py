@@ -389,5 +389,6 @@ def round_event(
         "bytes_out": services.traffic.bytes_out - moved_before[1],
         "update_bytes": result.update_bytes,
         "wall_s": round(result.wall_s, 3),
+        "phase_s": {phase: round(seconds, 3) for phase, seconds in result.phase_s.items()},
         "model_hash": session.model_hash.hex()[:16],
     }

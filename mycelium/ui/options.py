@@ -245,7 +245,10 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
         "over /mycelium/model/1.1.0 (default 65536)",
     )
     learn.add_argument(
-        "--torch-threads", type=positive_int, default=1, help="torch intra-op threads (default 1)"
+        "--torch-threads",
+        type=positive_int,
+        default=1,
+        help="threads of torch's and numpy's (BLAS) compute pools (default 1)",
     )
 
     timing = parser.add_argument_group("timing")
