@@ -1,6 +1,7 @@
 """MNIST FedAvg, 10 nodes, dirichlet:0.5: the networked mesh (fp32 and int8) next to Flower.
 
     python benchmarks/mnist_fedavg.py --rounds 30
+    python benchmarks/mnist_fedavg.py --rounds 30 --mesh-arg=--round-interval=0   # rounds unpaced
 
 Setting (the standard non-IID FedAvg one): seed 0, MLP 784-128-10, 1 local epoch, batch 32, SGD
 lr 0.05 (the `--dataset mnist` defaults). Every system trains on the same shards (node i's train
@@ -86,11 +87,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--keep", metavar="DIR", help="keep the mesh runs' output here")
+    parser.add_argument(
+        "--mesh-arg",
+        action="append",
+        default=[],
+        help="extra `mycelium mesh` argument for both meshes, e.g. --mesh-arg=--round-interval=0",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mycelium-mnist-") as tmp:
         work = Path(args.keep or tmp)
         common = ["--nodes", str(NODES), "--rounds", str(args.rounds), "--dataset", "mnist"]
-        common += ["--partition", PARTITION, "--seed", "0"]
+        common += ["--partition", PARTITION, "--seed", "0", *args.mesh_arg]
         fp32 = run_mesh(work / "fp32", *common)
         int8 = run_mesh(work / "int8", *common, "--node-arg=--codec=int8")
         flower, flower_seconds = run_flower(work, args.rounds)
