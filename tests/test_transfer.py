@@ -249,6 +249,12 @@ def test_a_stream_that_cannot_be_opened_in_time_fails_the_caller_at_the_deadline
         async def disconnect(self, peer):  # type: ignore[no-untyped-def]
             disconnected.append(peer)
 
+        def get_network(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def get_connections(self, peer):  # type: ignore[no-untyped-def]
+            return []
+
     async def scenario() -> tuple[float, str]:
         async with trio.open_nursery() as nursery:
             opener = StreamOpener(WedgedHost(), nursery)  # type: ignore[arg-type]
@@ -262,3 +268,29 @@ def test_a_stream_that_cannot_be_opened_in_time_fails_the_caller_at_the_deadline
     waited, message = trio.run(scenario)
     assert waited < 1.0 and "within" in message
     assert len(disconnected) == 1
+
+
+def test_a_stream_opens_over_a_fresh_dial_while_py_libp2p_still_holds_a_closed_connection() -> None:
+    """py-libp2p marks a connection closed before its muxer's close returns and forgets it only
+    after; meanwhile its new_stream refuses the peer instead of dialing. Our opener dials."""
+    from libp2p.network.exceptions import SwarmException
+
+    async def scenario(services):  # type: ignore[no-untyped-def]
+        (holder_host, holder), (puller_host, puller) = services
+        key = holder.store.put(BLOB)
+        swarm = puller_host.get_network()
+        (connection,) = swarm.get_connections(holder_host.get_id())
+        connection.event_closed.set()  # the state SwarmConn.close leaves while its muxer closes
+        with pytest.raises(SwarmException, match="No valid connections"):
+            await puller_host.new_stream(holder_host.get_id(), [transfer.PROTOCOL])
+        async with trio.open_nursery() as nursery:
+            opener = StreamOpener(puller_host, nursery)
+            stream = await opener.open(pid(holder_host), [transfer.PROTOCOL])
+            await stream.write(frame(pb.TransferRequest(content_hash=key).SerializeToString()))
+            response = decode_exact(pb.TransferResponse, await FrameReader(stream).read_frame(256))
+            await stream.close()
+        fresh = swarm.get_connections(holder_host.get_id())
+        return response.status, connection in fresh, len(fresh)
+
+    status, stale_kept, connections = run([TransferService, TransferService], scenario)
+    assert status == pb.TransferResponse.OK and not stale_kept and connections == 1

@@ -83,6 +83,7 @@ class StreamOpener:
     ) -> None:
         try:
             try:
+                self._forget_closed_connections(ID(peer.raw))
                 outcome: INetStream | BaseException = await self._host.new_stream(ID(peer.raw), protocols)
             except Exception as error:  # noqa: BLE001 - handed to the caller
                 outcome = error
@@ -95,6 +96,21 @@ class StreamOpener:
             self._in_flight[peer] -= 1
             if self._in_flight[peer] <= 0:
                 del self._in_flight[peer]
+
+    def _forget_closed_connections(self, peer: ID) -> None:
+        """Take connections that are closed out of the swarm's records, so that `new_stream` dials.
+
+        py-libp2p 0.8.1 marks a connection closed first, then awaits its muxer's close, and only then
+        removes it from its records (`SwarmConn.close`). Until then `new_stream` finds only closed
+        connections and raises "No valid connections available" instead of dialing; when the muxer's
+        close hangs (a wedged connection), that lasts for good. At 100 peers on 2 cores, 367 of 560
+        failed group evaluations had met it, some holders many times over (benchmarks/RESULTS.md).
+        `remove_conn` only forgets the connection; its own close still runs to its end.
+        """
+        swarm = self._host.get_network()
+        for connection in swarm.get_connections(peer):
+            if connection.is_closed:
+                swarm.remove_conn(connection)  # type: ignore[attr-defined]  # Swarm's, not in INetworkService
 
     async def _drop_connection(self, peer: PeerId) -> None:
         """Close a connection that could not open a stream in time, so the next attempt dials afresh."""
