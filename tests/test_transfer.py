@@ -15,7 +15,7 @@ from mycelium.errors import TransferError
 from mycelium.net import transfer
 from mycelium.net.framing import FrameReader, frame
 from mycelium.net.host import build_host
-from mycelium.net.streams import StreamOpener
+from mycelium.net.streams import NO_VALID_CONNECTIONS, StreamOpener
 from mycelium.net.traffic import Traffic
 from mycelium.net.transfer import BlobStore, TransferService, content_hash
 from mycelium.policy.peers import PeerId
@@ -281,7 +281,7 @@ def test_a_stream_opens_over_a_fresh_dial_while_py_libp2p_still_holds_a_closed_c
         swarm = puller_host.get_network()
         (connection,) = swarm.get_connections(holder_host.get_id())
         connection.event_closed.set()  # the state SwarmConn.close leaves while its muxer closes
-        with pytest.raises(SwarmException, match="No valid connections"):
+        with pytest.raises(SwarmException, match=NO_VALID_CONNECTIONS):
             await puller_host.new_stream(holder_host.get_id(), [transfer.PROTOCOL])
         async with trio.open_nursery() as nursery:
             opener = StreamOpener(puller_host, nursery)
@@ -294,3 +294,32 @@ def test_a_stream_opens_over_a_fresh_dial_while_py_libp2p_still_holds_a_closed_c
 
     status, stale_kept, connections = run([TransferService, TransferService], scenario)
     assert status == pb.TransferResponse.OK and not stale_kept and connections == 1
+
+
+def test_a_connection_that_closes_while_a_stream_opens_is_dialed_afresh() -> None:
+    """The same state, reached after our opener looked (as when a connection closes while
+    py-libp2p waits for a stream slot): the opener tries once more over a fresh dial."""
+
+    async def scenario(services):  # type: ignore[no-untyped-def]
+        (holder_host, holder), (puller_host, _) = services
+        key = holder.store.put(BLOB)
+        swarm = puller_host.get_network()
+        (connection,) = swarm.get_connections(holder_host.get_id())
+        real_new_stream, calls = puller_host.new_stream, []
+
+        async def closing_first(peer, protocols):  # type: ignore[no-untyped-def]
+            calls.append(peer)
+            if len(calls) == 1:
+                connection.event_closed.set()
+            return await real_new_stream(peer, protocols)
+
+        puller_host.new_stream = closing_first
+        async with trio.open_nursery() as nursery:
+            stream = await StreamOpener(puller_host, nursery).open(pid(holder_host), [transfer.PROTOCOL])
+            await stream.write(frame(pb.TransferRequest(content_hash=key).SerializeToString()))
+            response = decode_exact(pb.TransferResponse, await FrameReader(stream).read_frame(256))
+            await stream.close()
+        return response.status, len(calls)
+
+    status, calls = run([TransferService, TransferService], scenario)
+    assert status == pb.TransferResponse.OK and calls == 2

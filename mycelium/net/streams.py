@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
+from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
 
 from mycelium.policy.peers import PeerId
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 OPEN_TIMEOUT = 10.0
 MAX_IN_FLIGHT_PER_PEER = 8
 DROP_TIMEOUT = 5.0
+NO_VALID_CONNECTIONS = "No valid connections available"  # py-libp2p 0.8.1's SwarmException, pinned by a test
 
 
 OutcomeChannel = trio.MemorySendChannel["INetStream | BaseException"]
@@ -83,8 +85,7 @@ class StreamOpener:
     ) -> None:
         try:
             try:
-                self._forget_closed_connections(ID(peer.raw))
-                outcome: INetStream | BaseException = await self._host.new_stream(ID(peer.raw), protocols)
+                outcome: INetStream | BaseException = await self._new_stream(ID(peer.raw), protocols)
             except Exception as error:  # noqa: BLE001 - handed to the caller
                 outcome = error
             try:
@@ -96,6 +97,18 @@ class StreamOpener:
             self._in_flight[peer] -= 1
             if self._in_flight[peer] <= 0:
                 del self._in_flight[peer]
+
+    async def _new_stream(self, peer: ID, protocols: list[TProtocol]) -> INetStream:
+        """py-libp2p's new_stream, once more over a fresh dial when it found only closed connections
+        (they can close while it waits for a stream slot or a dial)."""
+        self._forget_closed_connections(peer)
+        try:
+            return await self._host.new_stream(peer, protocols)
+        except SwarmException as error:
+            if NO_VALID_CONNECTIONS not in str(error):
+                raise
+        self._forget_closed_connections(peer)
+        return await self._host.new_stream(peer, protocols)
 
     def _forget_closed_connections(self, peer: ID) -> None:
         """Take connections that are closed out of the swarm's records, so that `new_stream` dials.
