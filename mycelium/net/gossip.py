@@ -26,6 +26,7 @@ from mycelium.errors import InvalidMessage
 from mycelium.net.signing import Signed, open_envelope
 from mycelium.net.traffic import Refusal, Traffic
 from mycelium.policy.peers import PeerId
+from mycelium.policy.relaying import Relaying
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Topic:
     kinds: frozenset[int]
     relay: Callable[[Signed], bool] = _relay_everything  # False: not fresh; raising: undecodable
     max_bytes: int = MAX_GOSSIP_BYTES
+    relaying: Relaying | None = None  # group topics: relay only to those who ask; None: as GossipSub does
 
     def peers(self) -> int:
         """Peers we know to be subscribed: a publish with none reaches nobody."""
@@ -97,6 +99,8 @@ async def run_topic(
 
     topic.pubsub.set_topic_validator(topic.name, validate, False)
     subscription = await topic.pubsub.subscribe(topic.name)
+    if topic.relaying is not None:  # our router (net/host.py FloodPublishGossipSub) reads it
+        topic.pubsub.router.relaying[topic.name] = topic.relaying
     ready.set()
     try:
         while True:
@@ -112,6 +116,8 @@ async def run_topic(
             topic.traffic.bytes_in += len(message.data)
             handle(signed)
     finally:
+        if topic.relaying is not None and topic.pubsub.router.relaying.get(topic.name) is topic.relaying:
+            del topic.pubsub.router.relaying[topic.name]
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             try:
                 await topic.pubsub.unsubscribe(topic.name)

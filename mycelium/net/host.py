@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import multiaddr
 import trio
@@ -26,6 +28,7 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -42,6 +45,7 @@ from mycelium.net.streams import StreamOpener, reset_quietly
 from mycelium.net.traffic import Traffic
 from mycelium.policy.peers import PeerId
 from mycelium.policy.records import NAMESPACE
+from mycelium.policy.relaying import Relaying
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +367,12 @@ class SturdyPubsub(Pubsub):
             await reset_quietly(stream)
             self._handle_dead_peer(peer)
 
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        direct = msg_forwarder.to_bytes() == msg.from_id and msg_forwarder != self.my_id
+        if direct and isinstance(self.router, FloodPublishGossipSub):
+            self.router.heard_directly(msg)  # duplicates too: py-libp2p drops those first thing
+        await super().push_msg(msg_forwarder, msg)
+
 
 class FloodPublishGossipSub(GossipSub):
     """GossipSub that sends the messages we publish to every peer subscribed to the topic.
@@ -373,17 +383,39 @@ class FloodPublishGossipSub(GossipSub):
     nodes heard all ten members while eight heard only those eight, for most of the run, because the
     two nodes' messages went only to each other. A group has at most 64 members, so this costs a few
     messages a heartbeat. tests/test_hostile_peers.py pins it (an empty mesh still delivers).
+
+    On a topic with a `Relaying` (policy/relaying.py: our group topics) we skip the relays of a
+    message to subscribers that said they hear its author themselves.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.relaying: dict[str, Relaying] = {}  # topic -> its relay state, while we are subscribed
+
+    def heard_directly(self, msg: rpc_pb2.Message) -> None:
+        now = time.monotonic()
+        for topic in msg.topicIDs:
+            relaying = self.relaying.get(topic)
+            if relaying is not None:
+                relaying.heard_directly(msg.from_id, now)
 
     def _get_peers_to_send(
         self, topic_ids: Iterable[str], msg_forwarder: ID, origin: ID, msg_id: bytes | None = None
     ) -> Iterable[ID]:
         peers = set(super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id))
         pubsub = self.pubsub
-        if pubsub is not None and origin == msg_forwarder == pubsub.my_id:
+        if pubsub is None:
+            return peers
+        if origin == msg_forwarder == pubsub.my_id:
             for topic in topic_ids:
                 peers |= set(pubsub.peer_topics.get(topic, ())) - {origin}
-        return peers
+            return peers
+        topics = list(topic_ids)
+        relaying = self.relaying.get(topics[0]) if len(topics) == 1 else None
+        if relaying is None:
+            return peers
+        now, author = time.monotonic(), origin.to_bytes()
+        return {peer for peer in peers if relaying.relay_to(peer.to_bytes(), author, now)}
 
 
 def serve_more_kad_streams(dht: KadDHT) -> None:

@@ -45,6 +45,7 @@ from mycelium.policy.records import (
     check_group_record,
     check_text,
 )
+from mycelium.policy.relaying import MAX_LISTED
 from mycelium.proto import mycelium_pb2 as pb
 
 MAX_GROUP_RECORD_BYTES = 32 * 1024
@@ -289,6 +290,7 @@ def decode_group_message(signed: Signed, now: float) -> GroupMessage | GroupReco
             record_digest=_hash(beat.record_digest, "record digest"),
             bytes_in=beat.bytes_in,
             bytes_out=beat.bytes_out,
+            heard=_heard_directly(beat),
         )
     if kind == Kind.UPDATE_ANNOUNCE:
         announce = signed.decode(pb.UpdateAnnounce)
@@ -343,7 +345,18 @@ def decode_group_message(signed: Signed, now: float) -> GroupMessage | GroupReco
     raise InvalidMessage(f"{Kind.Name(kind)} does not travel on a group topic")
 
 
+def _heard_directly(beat: pb.MemberHeartbeat) -> frozenset[PeerId] | None:
+    if not beat.HasField("heard"):
+        return None
+    if len(beat.heard.authors) > MAX_LISTED:
+        raise InvalidMessage(f"more than {MAX_LISTED} authors heard directly")
+    return frozenset(peer(raw, "author heard directly") for raw in beat.heard.authors)
+
+
 def heartbeat_to_pb(beat: Heartbeat) -> pb.MemberHeartbeat:
+    heard = (
+        None if beat.heard is None else pb.HeardDirectly(authors=sorted(author.raw for author in beat.heard))
+    )
     return pb.MemberHeartbeat(
         group_id=beat.group_id,
         round=beat.round,
@@ -356,6 +369,7 @@ def heartbeat_to_pb(beat: Heartbeat) -> pb.MemberHeartbeat:
         record_digest=beat.record_digest,
         bytes_in=beat.bytes_in,
         bytes_out=beat.bytes_out,
+        heard=heard,
     )
 
 

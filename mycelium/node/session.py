@@ -40,6 +40,7 @@ from mycelium.policy.membership import Membership, MembershipRules
 from mycelium.policy.messages import Announce, Goodbye, Heartbeat
 from mycelium.policy.peers import PeerId, in_peer_order
 from mycelium.policy.records import GroupRecord, Metrics
+from mycelium.policy.relaying import Relaying
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class GroupSession:
         self._round_scope: trio.CancelScope | None = None
         self.background: trio.Nursery  # the session's nursery, once it runs (DHT writes go there)
         self._next_round_at = 0.0
+        self.relaying = Relaying(services.config.timing.heartbeat)  # whom we and the others hear directly
         self.topic = Topic(
             group_topic(record.group_id),
             services.stack.pubsub,
@@ -108,6 +110,7 @@ class GroupSession:
             services.traffic,
             GROUP_KINDS,
             relay=self.inbox.relay,
+            relaying=self.relaying,
         )
 
     # --- what the round and the dashboard read ----------------------------------------------------
@@ -172,18 +175,7 @@ class GroupSession:
         services = self.services
         while True:
             services.transfer.store.pin("heartbeat", self.model_hash)
-            beat = Heartbeat(
-                stamp=services.stamp(),
-                group_id=self.group_id,
-                round=self.round,
-                model_hash=self.model_hash,
-                accuracy=self.metrics().accuracy,
-                addrs=services.addrs(),
-                record_version=self.record.version,
-                record_digest=self.record.digest,
-                bytes_in=services.traffic.bytes_in,
-                bytes_out=services.traffic.bytes_out,
-            )
+            beat = heartbeat_of(self)
             if services.attack is not None:
                 beat = services.attack.heartbeat(beat)
             await self.publish(services.seal(beat))
@@ -362,6 +354,24 @@ class GroupSession:
         )
         self.model, self.model_hash, self.round = model, self.services.store_model(model), round_number
         self.inbox.keep_from(self.round)
+
+
+def heartbeat_of(session: GroupSession) -> Heartbeat:
+    """What we tell the group every heartbeat: alive, our round, model and record, whom we hear."""
+    services = session.services
+    return Heartbeat(
+        stamp=services.stamp(),
+        group_id=session.group_id,
+        round=session.round,
+        model_hash=session.model_hash,
+        accuracy=session.metrics().accuracy,
+        addrs=services.addrs(),
+        record_version=session.record.version,
+        record_digest=session.record.digest,
+        bytes_in=services.traffic.bytes_in,
+        bytes_out=services.traffic.bytes_out,
+        heard=frozenset(map(PeerId, session.relaying.hears(time.monotonic()))),
+    )
 
 
 def round_event(

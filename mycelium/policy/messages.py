@@ -34,6 +34,7 @@ class Heartbeat:
     record_digest: bytes  # ... and its digest
     bytes_in: int = 0  # payload bytes the author has moved since it started (what observers show)
     bytes_out: int = 0
+    heard: frozenset[PeerId] | None = None  # authors it hears directly (no relays of theirs); None: unsaid
 
 
 @dataclass(frozen=True)

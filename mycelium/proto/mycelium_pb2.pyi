@@ -146,7 +146,7 @@ class GroupIndex(_message.Message):
     def __init__(self, task: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[IndexEntry, _Mapping]]] = ..., updated_at: _Optional[float] = ..., expires_at: _Optional[float] = ...) -> None: ...
 
 class MemberHeartbeat(_message.Message):
-    __slots__ = ("group_id", "round", "sent_at", "metrics", "model_hash", "addrs", "seq", "record_version", "record_digest", "bytes_in", "bytes_out")
+    __slots__ = ("group_id", "round", "sent_at", "metrics", "model_hash", "addrs", "seq", "record_version", "record_digest", "bytes_in", "bytes_out", "heard")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +158,7 @@ class MemberHeartbeat(_message.Message):
     RECORD_DIGEST_FIELD_NUMBER: _ClassVar[int]
     BYTES_IN_FIELD_NUMBER: _ClassVar[int]
     BYTES_OUT_FIELD_NUMBER: _ClassVar[int]
+    HEARD_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     round: int
     sent_at: float
@@ -169,7 +170,14 @@ class MemberHeartbeat(_message.Message):
     record_digest: bytes
     bytes_in: int
     bytes_out: int
-    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., sent_at: _Optional[float] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., model_hash: _Optional[bytes] = ..., addrs: _Optional[_Iterable[str]] = ..., seq: _Optional[int] = ..., record_version: _Optional[int] = ..., record_digest: _Optional[bytes] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ...) -> None: ...
+    heard: HeardDirectly
+    def __init__(self, group_id: _Optional[str] = ..., round: _Optional[int] = ..., sent_at: _Optional[float] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., model_hash: _Optional[bytes] = ..., addrs: _Optional[_Iterable[str]] = ..., seq: _Optional[int] = ..., record_version: _Optional[int] = ..., record_digest: _Optional[bytes] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., heard: _Optional[_Union[HeardDirectly, _Mapping]] = ...) -> None: ...
+
+class HeardDirectly(_message.Message):
+    __slots__ = ("authors",)
+    AUTHORS_FIELD_NUMBER: _ClassVar[int]
+    authors: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, authors: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class UpdateAnnounce(_message.Message):
     __slots__ = ("group_id", "round", "samples", "metrics", "content_hash", "size", "codec", "inline_blob", "model_fingerprint", "base_hash", "sent_at", "label_counts", "seq", "manifest_hash")
