@@ -79,8 +79,8 @@ class GroupInbox:
             heard = membership.on_heartbeat(message, now)
             if heard is Heard.TAKEN:
                 session.services.stack.remember_addrs(message.stamp.author, message.addrs)
-                heard = None if message.heard is None else frozenset(author.raw for author in message.heard)
-                session.relaying.declare(message.stamp.author.raw, heard, time.monotonic())
+                listed = None if message.heard is None else frozenset(author.raw for author in message.heard)
+                session.relaying.declare(message.stamp.author.raw, listed, time.monotonic())
         elif isinstance(message, Announce):
             heard = self._on_announce(message, now)
         elif isinstance(message, Goodbye):
