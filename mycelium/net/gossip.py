@@ -61,7 +61,7 @@ class Topic:
     kinds: frozenset[int]
     relay: Callable[[Signed], bool] = _relay_everything  # False: not fresh; raising: undecodable
     max_bytes: int = MAX_GOSSIP_BYTES
-    relaying: Relaying | None = None  # group topics: relay only to those who ask; None: as GossipSub does
+    relaying: Relaying | None = None  # group topics: no relays to who hears the author; None: as GossipSub
 
     def peers(self) -> int:
         """Peers we know to be subscribed: a publish with none reaches nobody."""
