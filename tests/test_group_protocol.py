@@ -152,28 +152,35 @@ def test_a_member_claiming_a_round_far_ahead_with_a_garbage_model_changes_no_hon
     assert by_round and all(len(hashes) == 1 for hashes in by_round.values()), by_round
 
 
+def killed_and_restarted(  # type: ignore[no-untyped-def]
+    spawn, boot: NodeProcess, members: list[NodeProcess], group: str, node: NodeProcess, name: str, *args: str
+) -> NodeProcess:
+    """kill -9 of `node`; once the others have gone on three rounds, the same node (its identity,
+    data directory and `args`) again, which must be in step with the group, not training on alone
+    from its checkpoint's round."""
+    peer_id = node.peer_id
+    node.kill()
+    killed_at = time.time()
+    for survivor in [m for m in members if m is not node and m.process.poll() is None]:
+        deadline = time.time() + 60
+        while len([e for e in survivor.rounds() if e["time"] > killed_at]) < 3:
+            assert time.time() < deadline, f"{survivor.name} stalled after {name} was killed"
+            time.sleep(0.5)
+    again = spawn(name, "--group", group, "--bootstrap", boot.addr, *CALM, *args, data_dir=node.data_dir)
+    assert again.peer_id == peer_id
+    group_round = max(r["round"] for m in members if m is not node for r in m.rounds())
+    joined = again.wait_for("joined", timeout=120)
+    assert joined["group"] == group
+    again.wait_for(
+        lambda e: e["event"] == "round" and e["group"] == group and e["round"] >= group_round, timeout=120
+    )
+    return again
+
+
 def test_kill_9_of_a_member_and_of_the_leader_then_restart_resumes_the_same_group(spawn) -> None:
     boot, members, group = form_group(spawn, 4)
-    leader, victim = members[0], members[3]
-
-    def killed_and_restarted(node: NodeProcess, name: str) -> NodeProcess:
-        peer_id = node.peer_id
-        node.kill()
-        killed_at = time.time()
-        for survivor in [m for m in members if m is not node and m.process.poll() is None]:
-            deadline = time.time() + 60
-            while len([e for e in survivor.rounds() if e["time"] > killed_at]) < 3:
-                assert time.time() < deadline, f"{survivor.name} stalled after {name} was killed"
-                time.sleep(0.5)
-        again = spawn(name, "--group", group, "--bootstrap", boot.addr, *CALM, data_dir=node.data_dir)
-        assert again.peer_id == peer_id
-        joined = again.wait_for("joined", timeout=120)
-        assert joined["group"] == group
-        again.wait_for(lambda e: e["event"] == "round" and e["group"] == group, timeout=120)
-        return again
-
-    members[3] = killed_and_restarted(victim, "m3-again")
-    members[0] = killed_and_restarted(leader, "m0-again")
+    members[3] = killed_and_restarted(spawn, boot, members, group, members[3], "m3-again", "--shard", "3/4")
+    members[0] = killed_and_restarted(spawn, boot, members, group, members[0], "m0-again", "--shard", "0/4")
     start = time.time()
     for node in members:
         node.wait_for(
@@ -184,6 +191,26 @@ def test_kill_9_of_a_member_and_of_the_leader_then_restart_resumes_the_same_grou
         assert all(r["group"] == group for r in rounds)
         gaps = [b["time"] - a["time"] for a, b in zip(rounds, rounds[1:], strict=False)]
         assert max(gaps, default=0) < 60, f"{node.name}: a round took {max(gaps):.0f} s"
+
+
+def test_a_restarted_leader_catches_up_with_members_that_hold_different_models(spawn) -> None:
+    """m1 aggregates by the median, m2 by a trimmed mean, m3 by guarded FedAvg: no two of the members
+    that stay hold the same model, so no model has a majority behind it when the leader comes back."""
+    boot = spawn("boot", "--group", "none")
+    common = ["--bootstrap", boot.addr, *CALM]
+    leader = spawn("m0", "--group", "new", "--shard", "0/4", *common)
+    group = leader.wait_for("joined")["group"]
+    own_rule = {1: ["--aggregator", "median"], 2: ["--aggregator", "trimmed-mean"]}
+    members = [leader] + [
+        spawn(f"m{i}", "--group", group, "--shard", f"{i}/4", *own_rule.get(i, []), *common)
+        for i in (1, 2, 3)
+    ]
+    for node in members:
+        node.wait_for(lambda e: e["event"] == "round" and e["members"] == 4, timeout=180)
+    again = killed_and_restarted(spawn, boot, members, group, leader, "m0-again", "--shard", "0/4")
+    caught_up = again.wait_for("caught_up", timeout=5)
+    assert (caught_up["vouched_by"], caught_up["model"]) == ("majority round", "adopted"), caught_up
+    again.wait_for(lambda e: e["event"] == "round" and e["contributors"] >= 3, timeout=60)
 
 
 @pytest.mark.slow

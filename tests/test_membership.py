@@ -16,6 +16,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from mycelium.net.messages import seal_record
 from mycelium.net.signing import peer_id_of
 from mycelium.policy.admission import Verdict
+from mycelium.policy.catchup import MAX_CANDIDATES
 from mycelium.policy.membership import Action, Heard, Membership, MembershipRules, RecordVerdict
 from mycelium.policy.merging import merge_winner
 from mycelium.policy.messages import Goodbye, Heartbeat, MergeOffer, Stamp
@@ -449,6 +450,66 @@ def test_in_a_group_of_two_the_other_members_claim_alone_is_not_enough() -> None
     s = scene(1, 0, [0, 1])
     s.hear(0, round_number=9, model_hash=b"h9")
     assert s.m.catch_up_target(3, s.now) is None
+
+
+def test_a_member_behind_a_group_that_holds_no_one_model_is_offered_the_models_of_the_majority() -> None:
+    s = scene(0, 0, [0, 1, 2, 3])  # we lead, our record is at our own round: it vouches for nothing
+    s.hear(1, round_number=13, model_hash=b"hA")
+    s.hear(2, 3, round_number=13, model_hash=b"hB")
+    assert s.m.catch_up_target(7, s.now) is None
+    offered = s.m.diverged_targets(7, s.now)
+    assert [(t.round, t.model_hash, set(t.holders)) for t in offered] == [
+        (13, b"hB", {P[2], P[3]}),
+        (13, b"hA", {P[1]}),
+    ]
+    assert s.m.diverged_targets(13, s.now) == ()  # in step: nothing to take
+
+
+def test_an_announcement_says_its_authors_round_and_model_as_a_heartbeat_would() -> None:
+    s = scene(0, 0, [0, 1, 2, 3])
+    s.hear(1, 2, 3, round_number=3, model_hash=b"h3")
+    for author in (1, 2, 3):  # the round after: only their announcements have come yet
+        s.m.on_announce(Stamp(P[author], next(_seq), s.now), GROUP, 4, b"h4", s.now)
+    target = s.m.catch_up_target(2, s.now)
+    assert target is not None and (target.round, target.model_hash) == (4, b"h4")
+    s.m.on_announce(Stamp(P[1], next(_seq), s.now), GROUP, 2, b"h2", s.now)  # an old round moves nothing
+    assert s.m.view_of(P[1]).round == 4 and s.m.view_of(P[1]).model_hash == b"h4"
+
+
+DIVERGED: dict[str, tuple[list[tuple[int, int, bytes]], int | None, list[bytes]]] = {
+    # (member, round, hash) heard; the majority's round; the hashes offered, in order
+    "one liar far ahead moves nobody": ([(1, 4, b"a"), (2, 4, b"b"), (3, 10**6, b"x")], None, []),
+    "the liar's round is not the majority's": (
+        [(1, 9, b"a"), (2, 9, b"b"), (3, 10**6, b"x")],
+        9,
+        [b"a", b"b", b"x"],
+    ),
+    "a majority at different rounds: the latest all of it reached": (
+        [(1, 8, b"a"), (2, 9, b"b"), (3, 12, b"c")],
+        8,
+        [b"a", b"b", b"c"],
+    ),
+    "the most reported model first": ([(1, 9, b"z"), (2, 9, b"y"), (3, 9, b"y")], 9, [b"y", b"z"]),
+    "half is not a majority": ([(1, 9, b"a"), (2, 9, b"b")], None, []),
+}
+
+
+@pytest.mark.parametrize("case", DIVERGED)
+def test_the_round_of_a_diverged_majority_and_the_models_it_offers(case: str) -> None:
+    heard, expected_round, expected_hashes = DIVERGED[case]
+    s = scene(0, 0, [0, 1, 2, 3] if case != "half is not a majority" else [0, 1, 2, 3, 4])
+    for member, round_number, model_hash in heard:
+        s.hear(member, round_number=round_number, model_hash=model_hash)
+    offered = s.m.diverged_targets(4, s.now)
+    assert [t.model_hash for t in offered] == expected_hashes
+    assert {t.round for t in offered} == ({expected_round} if expected_round is not None else set())
+
+
+def test_no_more_than_a_few_models_are_offered() -> None:
+    s = scene(0, 0, list(range(8)))
+    for member in range(1, 8):
+        s.hear(member, round_number=9, model_hash=bytes([member]))
+    assert len(s.m.diverged_targets(4, s.now)) == MAX_CANDIDATES
 
 
 # --- diverged parts -------------------------------------------------------------------------------

@@ -113,7 +113,9 @@ class GroupInbox:
     def _on_announce(self, announce: Announce, now: float) -> Heard:
         session = self._session
         number = announce.round
-        heard = session.membership.on_announce(announce.stamp, announce.group_id, number, now)
+        heard = session.membership.on_announce(
+            announce.stamp, announce.group_id, number, announce.base_hash, now
+        )
         if heard is Heard.TAKEN and session.round <= number < session.round + ROUNDS_BUFFERED:
             self._announced.setdefault(number, {}).setdefault(announce.stamp.author, announce)
         return heard

@@ -25,7 +25,7 @@ from mycelium.node.entry import Entry
 from mycelium.node.joining import EntryPoint, entry_points
 from mycelium.node.outcome import Outcome, SplitPlan
 from mycelium.node.services import Services
-from mycelium.node.session import GroupSession
+from mycelium.node.session import GroupSession, catch_up
 from mycelium.policy.groups import (
     MAX_CREATE_ATTEMPTS,
     Candidate,
@@ -232,7 +232,7 @@ class LearningPeer:
             self.services.events.emit("holding", group=session.group_id, members=len(session.live()))
             with trio.move_on_after(config.hold_timeout):
                 await self.release.wait()
-            await session.catch_up()  # the group may have moved on meanwhile
+            await catch_up(session)  # the group may have moved on meanwhile
 
     async def _consider_migration(self, session: GroupSession) -> Outcome | None:
         services, scout = self.services, self.scout

@@ -9,9 +9,11 @@ round ceiling (policy.rounds.RoundTiming), every pull by the transfer deadline.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -362,3 +364,21 @@ async def fetch_vouched(services: Services, target: CatchUp, progress: RoundProg
         return None
     finally:
         progress.enter(phase)
+
+
+async def best_of(
+    services: Services, candidates: Sequence[CatchUp], progress: RoundProgress
+) -> Weights | None:
+    """Of the candidates' models, the one with the lowest loss on our own validation data; None when
+    none can be had now (policy/catchup.py: a group that is ahead but holds no one model)."""
+    learner = services.learner
+    best, best_loss = None, math.inf
+    for candidate in candidates:
+        model = await fetch_vouched(services, candidate, progress)
+        if model is None:
+            continue
+        evaluate = functools.partial(learner.evaluate, learner.data.validation, model)
+        loss = (await trio.to_thread.run_sync(evaluate)).loss
+        if loss < best_loss:
+            best, best_loss = model, loss
+    return best

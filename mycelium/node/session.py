@@ -28,7 +28,7 @@ from mycelium.net.messages import GROUP_KINDS
 from mycelium.node import checkpoint
 from mycelium.node.inbox import GroupInbox
 from mycelium.node.outcome import Outcome
-from mycelium.node.round import RoundProgress, RoundResult, RoundStart, fetch_vouched, run_round
+from mycelium.node.round import RoundProgress, RoundResult, RoundStart, best_of, fetch_vouched, run_round
 from mycelium.node.services import Services
 from mycelium.node.splitting import SplitWatch, split_if_due
 from mycelium.node.trust import save_reputation
@@ -227,20 +227,24 @@ class GroupSession:
         return outcome
 
     async def wait_for_heartbeats(self, timeout: float) -> None:
-        """Listen a moment for the others (a joiner learns who is where before catching up)."""
+        """Listen a moment for the others (a joiner learns who is where before catching up): until
+        it has heard enough of them to make a majority, or `timeout`."""
         with trio.move_on_after(timeout):
-            while not any(
-                self.membership.view_of(p).round >= 0 for p in self.live() - {self.services.peer_id}
-            ):
+            while True:
+                live = self.live()
+                others = live - {self.services.peer_id}
+                heard = sum(1 for p in others if self.membership.view_of(p).round >= 0)
+                if heard >= min(len(others), len(live) // 2 + 1):
+                    break
                 await self.news(timeout)
-        await self.catch_up()
+        await catch_up(self)
 
     async def wait_for_members(self, count: int, timeout: float) -> None:
         """Hold the first round until `count` members are live (bounded by `timeout`)."""
         with trio.move_on_after(timeout):
             while len(self.live()) < min(count, self.record.capacity):
                 await self.news(1.0)
-        await self.catch_up()
+        await catch_up(self)
 
     async def _say_goodbye(self, outcome: Outcome) -> None:
         if outcome.ending in (Ending.EVICTED, Ending.MERGE):
@@ -274,7 +278,7 @@ class GroupSession:
             await trio.sleep_until(self._next_round_at)
             self._next_round_at = trio.current_time() + timing.round_interval
             with trio.CancelScope() as self._round_scope:
-                await self.catch_up()
+                await catch_up(self)
                 traffic = self.services.traffic
                 moved_before = (traffic.bytes_in, traffic.bytes_out)
                 start = RoundStart(self.round, self.model, self.model_hash, self.live())
@@ -336,24 +340,37 @@ class GroupSession:
         target = CatchUp(record.round, record.model_hash, (record.leader, *others), "admission")
         return await fetch_vouched(self.services, target, self.progress)
 
-    async def catch_up(self) -> None:
-        """Adopt the round and model the group vouches for, when it is ahead of us."""
-        services = self.services
-        target = self.membership.catch_up_target(self.round, services.clock())
-        model = await fetch_vouched(services, target, self.progress) if target is not None else None
-        if target is not None and model is not None:
-            self.adopt(model, target.round, target.vouched_by)
-
-    def adopt(self, model: Weights, round_number: int, vouched_by: str) -> None:
+    def adopt(self, model: Weights | None, round_number: int, vouched_by: str) -> None:
+        """Take `round_number`, with `model` (None: keep ours)."""
         self.services.events.emit(
             "caught_up",
             group=self.group_id,
             from_round=self.round,
             to_round=round_number,
             vouched_by=vouched_by,
+            model="kept" if model is None else "adopted",
         )
-        self.model, self.model_hash, self.round = model, self.services.store_model(model), round_number
+        if model is not None:
+            self.model, self.model_hash = model, self.services.store_model(model)
+        self.round = round_number
         self.inbox.keep_from(self.round)
+
+
+async def catch_up(session: GroupSession) -> None:
+    """Adopt the round and model the group vouches for, when it is ahead of us; when the members
+    ahead hold different models, their round and the best of their models for our data
+    (policy/catchup.py)."""
+    services, membership, now = session.services, session.membership, session.services.clock()
+    target = membership.catch_up_target(session.round, now)
+    if target is not None:
+        model = await fetch_vouched(services, target, session.progress)
+        if model is not None:
+            session.adopt(model, target.round, target.vouched_by)
+        return
+    candidates = membership.diverged_targets(session.round, now)
+    if candidates:
+        model = await best_of(services, candidates, session.progress)
+        session.adopt(model, candidates[0].round, "majority round")
 
 
 def heartbeat_of(session: GroupSession) -> Heartbeat:

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from mycelium.policy.admission import JoinCase, Verdict, decide_join
-from mycelium.policy.catchup import CatchUp, catch_up_target, majority_ahead
+from mycelium.policy.catchup import CatchUp, catch_up_target, diverged_targets, majority_ahead
 from mycelium.policy.freshness import Fresh, Freshness
 from mycelium.policy.merging import DivergedPart
 from mycelium.policy.messages import Goodbye, Heartbeat, MergeOffer, SplitNotice, Stamp
@@ -240,11 +240,16 @@ class Membership:
                 self.lease_seen_at = now
         return heard
 
-    def on_announce(self, stamp: Stamp, group_id: str, round_number: int, now: float) -> Heard:
+    def on_announce(
+        self, stamp: Stamp, group_id: str, round_number: int, base_hash: bytes, now: float
+    ) -> Heard:
+        """An update for `round_number`, trained from `base_hash`: its author holds that round and
+        model now, as a heartbeat would say (a joiner hears announcements before heartbeats)."""
         heard = self._admit(stamp, "announce", group_id, now)
         if heard is Heard.TAKEN:
             view = self.roster.views[stamp.author]
-            view.round = max(view.round, round_number)
+            if round_number > view.round:
+                view.round, view.model_hash = round_number, base_hash
         return heard
 
     def on_goodbye(self, goodbye: Goodbye, now: float) -> Heard:
@@ -404,6 +409,10 @@ class Membership:
     def catch_up_target(self, my_round: int, now: float) -> CatchUp | None:
         """The model the group vouches for, when it is ahead of `my_round` (catchup.py)."""
         return catch_up_target(self.me, self.record, self.roster.reports(), self.live(now), my_round)
+
+    def diverged_targets(self, my_round: int, now: float) -> tuple[CatchUp, ...]:
+        """The models to choose from when a majority is ahead of `my_round` but holds no one model."""
+        return diverged_targets(self.me, self.roster.reports(), self.live(now), my_round)
 
     def group_moved_on(self, round_number: int, now: float) -> bool:
         return majority_ahead(self.me, self.roster.reports(), self.live(now), round_number)

@@ -4,8 +4,9 @@ Theory of operation. A member trains, announces its update, then waits for the o
 the round as soon as every member it expects has contributed (ALL_IN). Otherwise it waits at most an
 adaptive time learned from how long the others took in recent rounds (`wait_limit`), and closes
 then if a quorum of the live members is in (DEADLINE). Two facts end a wait even without a quorum:
-the group has visibly moved on to a later round (MOVED_ON), or the hard ceiling passed (CEILING).
-Members that stop heartbeating leave the live set, so a dead member shrinks what is expected.
+the group has visibly moved on to a later round (MOVED_ON, as soon as the floor has passed: the
+updates still missing are not coming), or the hard ceiling passed (CEILING). Members that stop
+heartbeating leave the live set, so a dead member shrinks what is expected.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def close_decision(
     if waited >= timing.ceiling:
         return Close.CEILING
     if waited < limit:
-        return Close.WAIT
+        # a majority already closed this round, so the updates still missing are not coming: past
+        # the floor, waiting on (15 s for a member without history, one that just restarted) only
+        # keeps us out of the round the group is in
+        return Close.MOVED_ON if group_moved_on and waited >= timing.floor else Close.WAIT
     if len(contributed & live) >= quorum_size(len(live), timing.quorum):
         return Close.DEADLINE
     if group_moved_on:
