@@ -209,7 +209,9 @@ def test_a_restarted_leader_catches_up_with_members_that_hold_different_models(s
         node.wait_for(lambda e: e["event"] == "round" and e["members"] == 4, timeout=180)
     again = killed_and_restarted(spawn, boot, members, group, leader, "m0-again", "--shard", "0/4")
     caught_up = again.wait_for("caught_up", timeout=5)
-    assert (caught_up["vouched_by"], caught_up["model"]) == ("majority round", "adopted"), caught_up
+    first_round = again.wait_for(lambda e: e["event"] == "round" and e["group"] == group)
+    if first_round["leader"] == again.peer_id:  # still its own record: only the majority could move it
+        assert (caught_up["vouched_by"], caught_up["model"]) == ("majority round", "adopted"), caught_up
     again.wait_for(lambda e: e["event"] == "round" and e["contributors"] >= 3, timeout=60)
 
 
