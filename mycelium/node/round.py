@@ -9,7 +9,6 @@ round ceiling (policy.rounds.RoundTiming), every pull by the transfer deadline.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
@@ -377,8 +376,7 @@ async def best_of(
         model = await fetch_vouched(services, candidate, progress)
         if model is None:
             continue
-        evaluate = functools.partial(learner.evaluate, learner.data.validation, model)
-        loss = (await trio.to_thread.run_sync(evaluate)).loss
+        loss = (await trio.to_thread.run_sync(learner.evaluate, learner.data.validation, model)).loss
         if loss < best_loss:
             best, best_loss = model, loss
     return best

@@ -32,7 +32,7 @@ class CatchUp:
     round: int
     model_hash: bytes
     holders: tuple[PeerId, ...]
-    vouched_by: str  # "record" or "majority"
+    vouched_by: str  # "record", "majority" or "majority round" (and "admission", node/session.py)
 
 
 def catch_up_target(
@@ -50,11 +50,15 @@ def catch_up_target(
     )
     for (round_number, model_hash), count in sorted(counted.items(), reverse=True):
         if 2 * count > len(live) and (best is None or round_number > best.round):
-            holders = tuple(
-                p for p in in_peer_order(live) if p != me and reports.get(p, (0, b""))[1] == model_hash
-            )
-            return CatchUp(round_number, model_hash, holders, "majority")
+            return CatchUp(round_number, model_hash, _holders(me, reports, live, model_hash), "majority")
     return best
+
+
+def _holders(
+    me: PeerId, reports: Mapping[PeerId, Report], live: frozenset[PeerId], model_hash: bytes
+) -> tuple[PeerId, ...]:
+    """The live members (not us) that report holding `model_hash`, in peer order."""
+    return tuple(p for p in in_peer_order(live) if p != me and reports.get(p, (0, b""))[1] == model_hash)
 
 
 def majority_ahead(
@@ -77,7 +81,7 @@ def diverged_targets(
     me: PeerId, reports: Mapping[PeerId, Report], live: frozenset[PeerId], my_round: int
 ) -> tuple[CatchUp, ...]:
     """The models of the members at or past the majority's round, when that round is ahead of
-    `my_round`: the most reported first, then the latest; each taken at the majority's round."""
+    `my_round`: the most reported first (ties in hash order); each taken at the majority's round."""
     target_round = majority_round(me, reports, live)
     if target_round is None or target_round <= my_round:
         return ()
@@ -88,11 +92,6 @@ def diverged_targets(
     )
     ranked = sorted(counted, key=lambda model_hash: (-counted[model_hash], model_hash))
     return tuple(
-        CatchUp(
-            target_round,
-            model_hash,
-            tuple(p for p in in_peer_order(live) if p != me and reports.get(p, (0, b""))[1] == model_hash),
-            "majority round",
-        )
+        CatchUp(target_round, model_hash, _holders(me, reports, live, model_hash), "majority round")
         for model_hash in ranked[:MAX_CANDIDATES]
     )
