@@ -113,8 +113,10 @@ class BlobStore:
     def pin(self, role: str, key: bytes) -> None:
         self._pins[role] = key
 
-    def put(self, data: bytes) -> bytes:
-        key = content_hash(data)
+    def put(self, data: bytes, verified_key: bytes | None = None) -> bytes:
+        """Store `data` under its content hash; `verified_key` is that hash when the caller has
+        just computed it (a pull checks it before it stores), so a blob is hashed once."""
+        key = verified_key if verified_key is not None else content_hash(data)
         if key in self._blobs:
             self._blobs.move_to_end(key)
             return key
@@ -405,7 +407,7 @@ class TransferService:
                     return None
                 data = bytes(pull.partial.data)
                 if content_hash(data) == key:
-                    self.store.put(data)
+                    self.store.put(data, verified_key=key)
                     self._remember_manifest(key, pull.partial.manifest)
                     return data
             finally:
@@ -567,7 +569,7 @@ class TransferService:
                     if isinstance(error, HolderNotReady):
                         not_ready.append(holder)
                     continue
-                self.store.put(data)
+                self.store.put(data, verified_key=key)
                 return data
             others = not_ready
             if not others or attempt == RETRY_PASSES - 1:
@@ -586,10 +588,11 @@ class TransferService:
             raise TransferError(str(error) or "too slow") from None
         except Exception as error:  # noqa: BLE001 - libp2p raises many types for a dead peer
             raise TransferError(type(error).__name__) from None
-        if content_hash(bytes(received)) != key:
+        data = bytes(received)
+        if content_hash(data) != key:
             received.clear()
             raise TransferError("content does not match its hash")
-        return bytes(received)
+        return data
 
     async def _pull(
         self, holder: ID, key: bytes, size: int | None, received: bytearray, scope: trio.CancelScope
