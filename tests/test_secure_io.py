@@ -19,8 +19,9 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.security.secure_session import SecureSession
 
 from mycelium.net import secure_io, tuning
+from mycelium.net.host import build_host
 
-tuning.apply()
+tuning.apply()  # the sessions below are built without a host
 
 
 async def _session_pair() -> tuple[SecureSession, SecureSession, trio.SocketStream]:
@@ -60,6 +61,7 @@ def _run(scenario) -> object:  # type: ignore[no-untyped-def]
 
 
 def test_building_a_host_applies_our_noise_reads() -> None:
+    build_host(create_new_key_pair())
     assert noise_io.NoiseTransportReadWriter.read_msg is secure_io._read_noise_message  # noqa: SLF001
     assert SecureSession.read is secure_io._read_plaintext  # noqa: SLF001
 
