@@ -93,18 +93,20 @@ def _stream_out_of_credit() -> yamux.YamuxStream:
 def test_a_writer_out_of_credit_wakes_on_the_window_update_not_on_a_timer() -> None:
     async def main() -> bool:
         stream = _stream_out_of_credit()
-        resumed = trio.Event()
+        resumed: list[int] = []
 
-        async def writer() -> None:
+        async def writer(number: int) -> None:
             await tuning._wait_for_credit(stream)  # noqa: SLF001
-            resumed.set()
+            resumed.append(number)
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(writer)
+            nursery.start_soon(writer, 1)
+            nursery.start_soon(writer, 2)  # two writers of one stream wait at once
             await trio.testing.wait_all_tasks_blocked()
             stream.send_window += 4096  # what a WINDOW_UPDATE frame does
             await trio.testing.wait_all_tasks_blocked()
-            return resumed.is_set()  # the clock has not moved: only the update can have woken it
+            nursery.cancel_scope.cancel()  # a writer still waiting fails the test instead of hanging it
+        return sorted(resumed) == [1, 2]  # the clock has not moved: only the update can have woken them
 
     assert trio.run(main, clock=trio.testing.MockClock())
 
@@ -132,7 +134,9 @@ def test_a_writer_out_of_credit_notices_a_closed_stream_and_gives_up_after_the_l
             await trio.testing.wait_all_tasks_blocked()
             noticed = "closed" in outcome and outcome["closed"] <= 0  # returned: the write loop then raises
             clock.jump(tuning.WINDOW_WAIT_LIMIT)  # type: ignore[attr-defined]
-        return noticed, outcome["never"]
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()  # a writer still waiting fails the test instead of hanging it
+        return noticed, outcome.get("never", 0.0)
 
     noticed, gave_up_at = trio.run(main, clock=trio.testing.MockClock())
     assert noticed

@@ -131,7 +131,9 @@ async def _write(self: yamux.YamuxStream, data: bytes) -> None:
 async def _wait_for_credit(stream: yamux.YamuxStream) -> None:
     with trio.move_on_after(WINDOW_WAIT_LIMIT) as limit:
         while stream.send_window <= 0 and not stream.closed:
-            opened = stream.__dict__["_window_opened"] = trio.Event()
+            opened = stream.__dict__.get("_window_opened")
+            if opened is None or opened.is_set():  # writers waiting at once share one event
+                opened = stream.__dict__["_window_opened"] = trio.Event()
             with trio.move_on_after(CLOSED_CHECK_INTERVAL):
                 await opened.wait()
     if limit.cancelled_caught:
