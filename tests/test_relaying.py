@@ -1,4 +1,5 @@
-"""Group-topic relays go only to subscribers that ask for the author (policy/relaying.py)."""
+"""Group-topic relays go only to subscribers that ask for the author (policy/relaying.py); the heartbeats
+of running members say whom they hear."""
 
 from __future__ import annotations
 
@@ -238,3 +239,38 @@ def _record_sends(stack: Stack, name_of: dict[bytes, str], into: list[tuple[str,
         send(peer_id, rpc, *args, **kwargs)
 
     router.send_rpc = recording
+
+
+def test_a_running_members_heartbeats_name_the_members_it_hears_directly(spawn) -> None:  # type: ignore[no-untyped-def]
+    """What the relay rule rests on, from real node processes: a listener on the group's topic reads
+    every member's heartbeats, and each lists the other members (heard directly), never itself."""
+    from test_group_protocol import _stack, form_group
+
+    from mycelium.net.gossip import group_topic
+
+    boot, members, group = form_group(spawn, 3)
+    ids = {PeerId(ID.from_base58(node.peer_id).to_bytes()) for node in members}
+
+    async def listen() -> dict[PeerId, frozenset[PeerId] | None]:
+        _, opening = await _stack(boot.addr)
+        latest: dict[PeerId, frozenset[PeerId] | None] = {}
+        async with opening as stack:
+            for node in members:
+                await stack.host.connect(info_from_p2p_addr(multiaddr.Multiaddr(node.addr)))
+            subscription = await stack.pubsub.subscribe(group_topic(group))
+            with trio.move_on_after(60):
+                while len(latest) < len(ids) or any(latest[a] != ids - {a} for a in ids if a in latest):
+                    message = await subscription.get()
+                    try:
+                        signed = open_envelope(message.data, Kind.MEMBER_HEARTBEAT, 1 << 20)
+                    except InvalidMessage:
+                        continue  # announcements, records
+                    beat = decode_group_message(signed, time.time())
+                    if isinstance(beat, Heartbeat) and beat.stamp.author in ids:
+                        latest[beat.stamp.author] = beat.heard
+        return latest
+
+    latest = trio.run(listen)
+    assert set(latest) == ids, latest
+    for author, heard in latest.items():
+        assert heard == ids - {author}, (author, heard)
