@@ -360,8 +360,9 @@ class TransferService:
             else:
                 unswarmed: list[PeerId] = []
                 data = await self._swarm_fetch(key, size, manifest_hash, candidates, failures, unswarmed)
-                if data is None and unswarmed:  # perhaps nodes of the previous version: the whole pull
-                    data = await self._fetch(key, size, unswarmed, failures)
+                if data is None and unswarmed:  # perhaps nodes of the previous version: the whole pull,
+                    in_order = [holder for holder in candidates if holder in unswarmed]  # the author first
+                    data = await self._fetch(key, size, in_order, failures)
             if data is not None:
                 return data
         if scope.cancelled_caught:
