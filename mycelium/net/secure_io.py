@@ -71,6 +71,8 @@ async def _read_plaintext(self: SecureSession, n: int | None = None) -> bytes:
     or with `n` None what is buffered, else the next message."""
     if n == 0:
         return b""
+    if n is not None and (buffered := _take_buffered(self, n)) is not None:
+        return buffered
     message: bytes = self.__dict__.get("_message", b"")
     offset: int = self.__dict__.get("_offset", 0)
     if n is None:
@@ -81,9 +83,6 @@ async def _read_plaintext(self: SecureSession, n: int | None = None) -> bytes:
         if message == b"":
             raise ConnectionClosedError("Connection closed")
         return message
-    if len(message) - offset >= n:
-        self._offset = offset + n
-        return message[offset : offset + n]
     gathered = bytearray(message[offset:])
     self._message, self._offset = b"", 0
     while len(gathered) < n:
@@ -102,16 +101,24 @@ async def _read_plaintext(self: SecureSession, n: int | None = None) -> bytes:
     return bytes(gathered)
 
 
+def _take_buffered(session: SecureSession, n: int) -> bytes | None:
+    """The next `n` bytes of the session's current plaintext message, if it holds that many."""
+    message: bytes = session.__dict__.get("_message", b"")
+    offset: int = session.__dict__.get("_offset", 0)
+    if len(message) - offset < n:
+        return None
+    session._offset = offset + n
+    return message[offset : offset + n]
+
+
 async def _read_frame_body(self: yamux.Yamux, length: int) -> bytes:
     """py-libp2p's `_read_data_body` (exactly `length` bytes, bounded by its timeout), in one read."""
     session = self.secured_conn
     if not isinstance(session, SecureSession):
         return await _original_read_data_body(self, length)
-    message: bytes = session.__dict__.get("_message", b"")
-    offset: int = session.__dict__.get("_offset", 0)
-    if len(message) - offset >= length:  # the usual case: header and body came in one Noise message
-        session._offset = offset + length
-        return message[offset : offset + length]
+    buffered = _take_buffered(session, length)
+    if buffered is not None:  # the usual case: header and body came in one Noise message
+        return buffered
     with trio.fail_after(yamux._yamux_data_read_timeout()):  # noqa: SLF001
         body = await session.read(length)
     if len(body) < length:
